@@ -1,0 +1,161 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, g, request, session
+from flask_login import current_user
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config as kb_config
+from .catalog import CatalogCache
+from .extensions import babel, csrf, db, login_manager
+from .pluginhost import call_each, collect, make_plugin_manager
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("zh_CN", "en")
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration is unsafe or inconsistent; the app refuses to start."""
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """Use WAL, foreign keys and a busy timeout on every SQLite connection."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+
+def _select_locale():
+    lang = session.get("lang") if request else None
+    if lang in LANGUAGES:
+        return lang
+    return None  # Flask-Babel falls back to BABEL_DEFAULT_LOCALE (zh_CN)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create and configure an app; ``test_config`` overrides environment and defaults."""
+    instance = os.environ.get("KB_INSTANCE_DIR") or (test_config or {}).get("INSTANCE_DIR")
+    app = Flask("kb", instance_path=str(Path(instance).resolve()) if instance else None,
+                instance_relative_config=True)
+    settings = kb_config.default_config(app.instance_path)
+    settings.update(kb_config.from_environ())
+    if test_config:
+        settings.update(test_config)
+    app.config.from_mapping(settings)
+    _check_config(app)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    url = kb_config.sqlalchemy_url(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if url.startswith("sqlite"):
+        engine_options.setdefault("connect_args", {"timeout": 10})
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        engine_options.setdefault("pool_pre_ping", True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
+    if app.config["ENV"] == "production":
+        # Production is served over HTTPS (docs/deploy.md); KB_COOKIE_SECURE=0 only behind a
+        # proxy that terminates TLS and forwards plain HTTP on a trusted network.
+        secure = os.environ.get("KB_COOKIE_SECURE", "1") != "0"
+        app.config["SESSION_COOKIE_SECURE"] = settings.get("SESSION_COOKIE_SECURE", secure)
+        app.config["REMEMBER_COOKIE_SECURE"] = settings.get("REMEMBER_COOKIE_SECURE", secure)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    babel.init_app(app, locale_selector=_select_locale,
+                   default_translation_directories=str(Path(__file__).parent / "translations"))
+
+    pm = make_plugin_manager(app.config["PLUGINS"], extra=list(app.config.get("TEST_PLUGINS", ())))
+    app.extensions["kb.pm"] = pm
+    app.extensions["kb.catalog"] = CatalogCache(float(app.config["CATALOG_TTL"]))
+
+    from . import auth, views
+    from .api import bp as api_bp
+
+    for bp in (views.bp, auth.bp, api_bp):
+        app.register_blueprint(bp)
+    for bp in collect(pm, "kb_blueprints", key="name", app=app):
+        if bp.name in app.blueprints:
+            raise ConfigurationError(f"a plugin blueprint is named {bp.name!r}, which the core uses")
+        app.register_blueprint(bp)
+
+    _template_helpers(app)
+    _security_headers(app)
+    views.register_error_handlers(app)
+    pm.hook.kb_init_app(app=app)
+    return app
+
+
+def _check_config(app: Flask) -> None:
+    if app.config["ENV"] == "production" and (
+        not app.config["SECRET_KEY"] or app.config["SECRET_KEY"] == kb_config.DEFAULT_SECRET_KEY
+    ):
+        raise ConfigurationError(
+            "KB_ENV=production needs KB_SECRET_KEY set to a long random value "
+            "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+
+
+def _template_helpers(app: Flask) -> None:
+    pm = app.extensions["kb.pm"]
+
+    def slot(hook_name: str, **kwargs):
+        """Fill a template slot from a hook, sorted by each record's order."""
+        records = collect(pm, hook_name, **kwargs)
+        return sorted(records, key=lambda r: (getattr(r, "order", 100), getattr(r, "key", "")))
+
+    def continue_learning(user):
+        return pm.hook.kb_continue_learning(user=user)
+
+    def page_assets():
+        endpoint = request.endpoint or ""
+        assets = [a for _, result in call_each(pm, "kb_page_assets", endpoint=endpoint,
+                                               user=current_user) for a in result]
+        seen, out = set(), []
+        for a in assets:
+            if a.url not in seen:
+                seen.add(a.url)
+                out.append(a)
+        return out
+
+    from flask_babel import get_locale
+
+    app.jinja_env.globals.update(slot=slot, continue_learning=continue_learning,
+                                 page_assets=page_assets, LANGUAGES=LANGUAGES,
+                                 get_locale=get_locale)
+
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(app: Flask) -> None:
+    @app.after_request
+    def add_headers(response):
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        if getattr(g, "_kb_private", False) or current_user.is_authenticated:
+            h.setdefault("Cache-Control", "private, no-store")
+        return response

@@ -1,0 +1,1 @@
+"""Lesson content: reading files, front matter, rendering and syncing into the catalog."""

@@ -1,0 +1,1 @@
+"""Built-in plugin `attendance` (filled in by its own issue)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin `progress` (filled in by its own issue)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin `quizzes` (filled in by its own issue)."""

@@ -1,0 +1,133 @@
+"""Typed records that registration and template hooks return.
+
+The core validates them and refuses duplicates with an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """A link in the main navigation."""
+
+    key: str
+    label: str
+    url: str
+    order: int = 100
+    icon: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A box under a lesson (quiz for this course, study progress, ...). ``html`` must be safe."""
+
+    key: str
+    title: str
+    html: str
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Card:
+    """A card on the home page dashboard. ``html`` must be safe."""
+
+    key: str
+    title: str
+    html: str
+    order: int = 100
+    # "main" cards go in the dashboard grid; "continue" fills the continue-learning slot.
+    slot: str = "main"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A static stylesheet or script a plugin needs on a page (no inline script: CSP)."""
+
+    kind: str  # "css" | "js"
+    url: str
+
+
+@dataclass(frozen=True)
+class MigrationDir:
+    """A plugin's Alembic version folder; its revisions carry ``branch_labels=(branch,)``."""
+
+    branch: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ReportScope:
+    """What an organisation report is being computed for.
+
+    ``level`` is the row kind ("township" rows of a county, "person" rows of a township);
+    ``row_ids`` are the org unit ids or user ids of the rows; ``year`` the study year.
+    """
+
+    level: str
+    row_ids: tuple[int, ...]
+    year: int
+    viewer_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    """A column a plugin adds to the organisation report.
+
+    ``values(scope)`` returns {row id: value}, computed in SQL for all rows at once.
+    """
+
+    key: str
+    label: str
+    values: Callable[[ReportScope], dict[int, Any]]
+    kind: str = "number"  # number | percent | text
+    order: int = 100
+
+
+@dataclass
+class SyncSettings:
+    """What ``kb sync`` was asked to do; passed to plugins that sync their own content."""
+
+    courses_dir: Path
+    quizzes_dir: Path
+    rebuild: bool = False
+    strict: bool = False
+
+
+@dataclass
+class Problem:
+    """A problem in a content file: ``path:line: message``."""
+
+    path: str
+    line: int
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: counts per kind and every problem found."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    changed_lessons: set[tuple[str, str]] = field(default_factory=set)
+
+    def count(self, bucket: str, kind: str, n: int = 1) -> None:
+        d = getattr(self, bucket)
+        d[kind] = d.get(kind, 0) + n
+
+    def problem(self, path, line: int, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(str(path), line, message, severity))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]

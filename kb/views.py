@@ -1,0 +1,160 @@
+"""Core pages: home, course, lesson, search, preferences, health."""
+
+from __future__ import annotations
+
+import time
+
+from flask import (Blueprint, abort, current_app, jsonify, make_response, redirect,
+                   render_template, request, url_for)
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import text
+
+from . import get_catalog
+from . import plugin_manager, search_index
+from .extensions import db
+
+bp = Blueprint("core", __name__)
+
+FONT_COOKIE = "kb_font"
+
+
+def can_view(obj) -> bool:
+    """Ask the plugins (core rule last) whether the current user may see ``obj``."""
+    return bool(plugin_manager().hook.kb_can_view(user=current_user, obj=obj))
+
+
+def visible_lessons(course):
+    return [lesson for lesson in course.lessons if can_view(lesson)]
+
+
+@bp.get("/")
+def home():
+    cat = get_catalog()
+    courses = [(c, visible_lessons(c)) for c in cat.courses]
+    return render_template("core/home.html", courses=[(c, ls) for c, ls in courses if ls])
+
+
+@bp.get("/courses/<course_slug>")
+def course(course_slug):
+    course = get_catalog().course(course_slug)
+    if course is None:
+        abort(404)
+    lessons = visible_lessons(course)
+    if not lessons and course.lessons:
+        abort(404)
+    return render_template("core/course.html", course=course, lessons=lessons)
+
+
+@bp.get("/courses/<course_slug>/<lesson_slug>")
+def lesson(course_slug, lesson_slug):
+    cat = get_catalog()
+    lesson = cat.lesson(course_slug, lesson_slug)
+    if lesson is None or not can_view(lesson):
+        abort(404)
+    course = cat.course(course_slug)
+    lessons = visible_lessons(course)
+    i = lessons.index(lesson)
+    prev_lesson = lessons[i - 1] if i > 0 else None
+    next_lesson = lessons[i + 1] if i + 1 < len(lessons) else None
+    return render_template("core/lesson.html", course=course, lesson=lesson,
+                           prev_lesson=prev_lesson, next_lesson=next_lesson,
+                           position=i + 1, count=len(lessons))
+
+
+def _page_arg() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 1000))
+    except ValueError:
+        return 1
+
+
+def run_search(q: str, course: str | None, tag: str | None, page: int, per_page: int):
+    role = getattr(current_user, "role", None) if current_user.is_authenticated else None
+    staff = role in ("admin", "county_staff")
+    return search_index().search(q, course=course or None, tag=tag or None, page=page,
+                                 per_page=per_page, audience=None if staff else (role or "__anonymous__"))
+
+
+@bp.get("/search")
+def search():
+    q = request.args.get("q", "").strip()
+    course = request.args.get("course", "").strip()
+    tag = request.args.get("tag", "").strip()
+    results = None
+    if q:
+        results = run_search(q, course, tag, _page_arg(), current_app.config["SEARCH_PER_PAGE"])
+    return render_template("core/search.html", q=q, course=course, tag=tag, results=results,
+                           courses=get_catalog().courses)
+
+
+@bp.post("/prefs")
+def prefs():
+    """Remember the reader's font size and language (works without JavaScript)."""
+    from flask import session
+
+    target = request.form.get("next") or url_for("core.home")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("core.home")
+    response = make_response(redirect(target))
+    font = request.form.get("font")
+    if font in ("normal", "large"):
+        response.set_cookie(FONT_COOKIE, font, max_age=3600 * 24 * 365, samesite="Lax",
+                            httponly=True, secure=request.is_secure)
+    lang = request.form.get("lang")
+    if lang in current_app.jinja_env.globals["LANGUAGES"]:
+        session["lang"] = lang
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    """Report database and search index status (for load balancers and ``kb doctor``)."""
+    status, code = {"status": "ok"}, 200
+    started = time.perf_counter()
+    try:
+        db.session.execute(text("SELECT 1"))
+        status["database"] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    except Exception as exc:  # report, don't raise: this endpoint must always answer
+        db.session.rollback()
+        status["database"] = {"ok": False, "error": type(exc).__name__}
+        status["status"], code = "error", 503
+    try:
+        index_status = search_index().status()
+        status["index"] = {"ok": bool(index_status.get("exists")), **index_status}
+        status["index"].pop("path", None)
+        if not index_status.get("exists"):
+            status["status"] = "degraded" if code == 200 else status["status"]
+    except Exception as exc:
+        status["index"] = {"ok": False, "error": type(exc).__name__}
+        status["status"] = "degraded" if code == 200 else status["status"]
+    return jsonify(status), code
+
+
+def register_error_handlers(app):
+    def page(code, title, message):
+        def handler(error):
+            if request.path.startswith("/api/"):
+                return jsonify({"error": title(), "status": code}), code
+            try:
+                return render_template("core/error.html", code=code, title=title(),
+                                       message=message()), code
+            except Exception:  # the page itself failed: answer plainly rather than not at all
+                if code != 500:
+                    raise
+                return f"{code} {title()}", code, {"Content-Type": "text/plain; charset=utf-8"}
+        return handler
+
+    app.register_error_handler(403, page(403, lambda: _("无权访问"), lambda: _("您没有查看此页面的权限。")))
+    app.register_error_handler(404, page(404, lambda: _("页面不存在"), lambda: _("您要找的页面不存在或已被移除。")))
+    app.register_error_handler(400, page(400, lambda: _("请求无效"), lambda: _("请求无效或已过期，请返回重试。")))
+    app.register_error_handler(500, page(500, lambda: _("服务器出错"), lambda: _("服务器暂时出错，请稍后再试。")))
+
+
+@bp.app_template_filter("with_hl")
+def with_hl(url: str, q: str) -> str:
+    """Add the searched words to a hit's URL so the lesson page can mark them."""
+    from urllib.parse import urlencode
+
+    base, sep, fragment = url.partition("#")
+    return f"{base}?{urlencode({'hl': q})}{sep}{fragment}"

@@ -1,0 +1,222 @@
+"""Loading lessons: front matter, rendering, hashing, and every kind of bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from sqlalchemy import select
+
+from kb.cli import run_sync
+from kb.content.render import render_markdown, slugify
+from kb.extensions import db
+from kb.models import Course, Lesson
+
+LESSON = """---
+title: {title}
+minutes: 5
+---
+正文。
+
+## 小节一
+
+内容一。
+"""
+
+
+def write(path, text, encoding="utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+
+
+def messages(report):
+    return [str(p) for p in report.problems]
+
+
+def test_sync_loads_courses_and_lessons_in_order(app):
+    report = run_sync(app)
+    assert report.added == {"course": 2, "lesson": 4}
+    assert not report.errors
+    with app.app_context():
+        course = db.session.scalar(select(Course).where(Course.slug == "basics"))
+        assert course.title == "乡镇人大基础（测试）" and course.required_for == ["deputy"]
+        assert [l.slug for l in course.lessons] == ["status", "presidium"]
+        lesson = course.lessons[1]
+        assert lesson.minutes == 12 and lesson.tags == ["主席团", "闭会期间"]
+        assert lesson.sources == ["地方组织法(2022) 第十九条"]
+        assert '<h2 id="闭会期间主席团做什么">' in lesson.html
+        assert '<div class="admonition note">' in lesson.html and "<table>" in lesson.html
+
+
+def test_unchanged_files_are_skipped_and_changes_picked_up(app, config):
+    from pathlib import Path
+
+    run_sync(app)
+    again = run_sync(app)
+    assert again.unchanged == {"course": 2, "lesson": 4} and not again.changed_lessons
+    path = Path(config["COURSES_DIR"]) / "basics" / "01-status.md"
+    path.write_text(path.read_text().replace("每届任期五年", "每届任期五年（已修改）"))
+    third = run_sync(app)
+    assert third.updated == {"lesson": 1} and third.changed_lessons == {("basics", "status")}
+
+
+def test_removed_lesson_is_deactivated_not_deleted(app, config):
+    from pathlib import Path
+
+    run_sync(app)
+    (Path(config["COURSES_DIR"]) / "duties" / "01-suggestions.md").unlink()
+    report = run_sync(app)
+    assert report.removed == {"lesson": 1}
+    with app.app_context():
+        lesson = db.session.scalar(select(Lesson).where(Lesson.slug == "suggestions"))
+        assert lesson is not None and lesson.is_active is False
+    assert app.test_client().get("/courses/duties/suggestions").status_code == 404
+
+
+def test_chinese_heading_anchors():
+    assert slugify("第一章 总则") == "第一章-总则"
+    assert slugify("闭会期间主席团做什么？") == "闭会期间主席团做什么"
+    html = render_markdown("## 第一章 总则\n\n文字\n").html
+    assert '<h2 id="第一章-总则">' in html
+
+
+def test_markdown_is_sanitised_but_keeps_ids_and_code_classes():
+    r = render_markdown(
+        "## 标题\n\n<script>alert(1)</script><img src=x onerror=alert(1)>"
+        "[x](javascript:alert(1))\n\n```python\nprint(1)\n```\n"
+    )
+    assert "<script" not in r.html and "onerror" not in r.html and "javascript:" not in r.html
+    assert 'id="标题"' in r.html and 'class="language-python"' in r.html
+
+
+def test_sections_split_at_h2():
+    r = render_markdown("导语。\n\n## 甲\n\n甲的内容。\n\n### 子节\n\n更多。\n\n## 乙\n\n乙的内容。\n")
+    assert [(s["anchor"], s["heading"]) for s in r.sections] == [("", ""), ("甲", "甲"), ("乙", "乙")]
+    assert "更多" in r.sections[1]["text"]
+
+
+# -- bad input: each gives path:line: message, the rest still loads -------------------------
+
+@pytest.fixture
+def courses(config):
+    from pathlib import Path
+
+    return Path(config["COURSES_DIR"])
+
+
+def test_malformed_front_matter(app, courses):
+    write(courses / "basics" / "03-bad.md", "---\ntitle: 好\nminutes: [1,\n---\n正文\n")
+    report = run_sync(app)
+    [msg] = [m for m in messages(report) if "03-bad.md" in m and "YAML" in m]
+    assert msg.startswith("courses/basics/03-bad.md:3: front matter is not valid YAML")
+    assert report.added["lesson"] == 4  # the others still load
+
+
+def test_unknown_field_names_its_line(app, courses):
+    write(courses / "basics" / "03-extra.md", "---\ntitle: 好\nminutes: 5\ncolour: red\n---\n正文\n")
+    report = run_sync(app)
+    assert "courses/basics/03-extra.md:4: unknown field 'colour' (allowed: audience, minutes, sources, summary, tags, title, updated)" in messages(report)
+    assert report.added["lesson"] == 5  # an unknown field is reported, the lesson still loads
+
+
+def test_missing_title(app, courses):
+    write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
+    report = run_sync(app)
+    assert "courses/basics/03-untitled.md:1: missing title" in messages(report)
+    assert report.added["lesson"] == 4
+
+
+def test_gbk_file_is_read_with_a_warning(app, courses):
+    write(courses / "basics" / "03-gbk.md", LESSON.format(title="国标编码的课"), "gbk")
+    report = run_sync(app)
+    assert any("03-gbk.md:1: file is GBK/GB18030-encoded" in m for m in messages(report))
+    assert not [p for p in report.errors if "03-gbk" in p.path]
+    with app.app_context():
+        assert db.session.scalar(select(Lesson).where(Lesson.slug == "gbk")).title == "国标编码的课"
+
+
+def test_empty_file(app, courses):
+    write(courses / "basics" / "03-empty.md", "")
+    report = run_sync(app)
+    assert "courses/basics/03-empty.md:1: file is empty" in messages(report)
+
+
+def test_binary_file(app, courses):
+    (courses / "basics" / "03-binary.md").write_bytes(b"\x00\x01\x02\xff\xfe" * 100)
+    report = run_sync(app)
+    assert any("03-binary.md:0: file is binary" in m for m in messages(report))
+
+
+def test_duplicate_slug(app, courses):
+    write(courses / "basics" / "05-presidium.md", LESSON.format(title="重复"))
+    report = run_sync(app)
+    assert any(m.startswith("courses/basics/05-presidium.md:1: duplicate lesson slug 'presidium'")
+               for m in messages(report))
+    with app.app_context():
+        assert db.session.scalar(select(Lesson).where(Lesson.slug == "presidium")).title == "主席团和主席"
+
+
+def test_broken_links_name_the_line(app, courses):
+    write(courses / "basics" / "03-links.md",
+          "---\ntitle: 链接\n---\n第一行。\n\n[好](01-status.md#代表的任期) [坏](09-nothing.md)\n\n"
+          "[坏锚点](02-presidium.md#不存在的小节)\n")
+    report = run_sync(app)
+    msgs = messages(report)
+    assert "courses/basics/03-links.md:6: broken link to 09-nothing.md: no such lesson" in msgs
+    assert any(m.startswith("courses/basics/03-links.md:8: broken link to 02-presidium.md#不存在的小节") for m in msgs)
+    assert not any("代表的任期" in m for m in msgs)
+
+
+def test_link_is_rewritten_to_the_lesson_url(app):
+    run_sync(app)
+    page = app.test_client().get("/courses/basics/status").get_data(as_text=True)
+    assert 'href="/courses/basics/presidium#%E9%97%AD' in page
+
+
+def test_problems_of_unchanged_files_are_still_reported(app, courses):
+    write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
+    run_sync(app)
+    second = run_sync(app)
+    assert any("03-untitled.md:1: missing title" in m for m in messages(second))
+    (courses / "basics" / "03-untitled.md").unlink()
+    assert not any("03-untitled" in m for m in messages(run_sync(app)))
+
+
+def test_course_without_course_file_and_bad_fields(app, courses):
+    write(courses / "nometa" / "01-one.md", LESSON.format(title="一"))
+    write(courses / "badmeta" / "_course.md", "---\ntitle: 坏\norder: first\nrequired_for: [mayor]\n---\n")
+    report = run_sync(app)
+    msgs = messages(report)
+    assert "courses/nometa/_course.md:0: missing _course.md (course title taken from the folder name)" in msgs
+    assert "courses/badmeta/_course.md:3: order must be a whole number, not 'first'" in msgs
+    assert any(m.startswith("courses/badmeta/_course.md:4: unknown role(s) in required_for: mayor") for m in msgs)
+
+
+def test_strict_exit_code(app, courses, runner):
+    assert runner.invoke(["sync", "--strict", "-q"]).exit_code == 0
+    write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
+    result = runner.invoke(["sync", "--strict", "-q"])
+    assert result.exit_code == 1
+    assert "courses/basics/03-untitled.md:1: missing title" in result.output
+    assert runner.invoke(["sync", "-q"]).exit_code == 0
+
+
+def test_misnamed_file_is_ignored_with_a_warning(app, courses):
+    write(courses / "basics" / "notes.md", LESSON.format(title="笔记"))
+    report = run_sync(app)
+    assert any("notes.md:0: ignored: lesson files are named NN-slug.md" in m for m in messages(report))
+    assert not report.errors
+
+
+def test_missing_courses_dir(tmp_path):
+    from kb import create_app, dbmigrate
+
+    from .conftest import make_config
+
+    config = make_config(tmp_path, COURSES_DIR=str(tmp_path / "nothing-here"))
+    shutil.rmtree(tmp_path / "courses")
+    app = create_app(config)
+    with app.app_context():
+        dbmigrate.upgrade(app)
+    report = run_sync(app)
+    assert not report.errors and report.added == {}
