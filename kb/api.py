@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
+from .authz import public
 from .extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -18,6 +19,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/search")
+@public
 def search():
     from .views import run_search
 
@@ -46,6 +48,7 @@ def hit_json(hit) -> dict:
 
 
 @bp.get("/openapi.yaml")
+@public
 def openapi():
     return send_from_directory(current_app.static_folder, "openapi.yaml",
                                mimetype="application/yaml")

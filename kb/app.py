@@ -88,8 +88,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import auth, views
     from .api import bp as api_bp
+    from .people.admin import bp as people_bp
 
-    for bp in (views.bp, auth.bp, api_bp):
+    for bp in (views.bp, auth.bp, api_bp, people_bp):
         app.register_blueprint(bp)
     for bp in collect(pm, "kb_blueprints", key="name", app=app):
         if bp.name in app.blueprints:
@@ -137,6 +138,7 @@ def _template_helpers(app: Flask) -> None:
 
     from flask_babel import get_locale
 
+    app.jinja_env.filters["dict_without"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     app.jinja_env.globals.update(slot=slot, continue_learning=continue_learning,
                                  page_assets=page_assets, LANGUAGES=LANGUAGES,
                                  get_locale=get_locale)

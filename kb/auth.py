@@ -1,20 +1,25 @@
-"""Sign-in and sign-out (accounts, roles and scope are extended by the people issue)."""
+"""Sign-in, sign-out and password changes."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from . import audit, throttle
+from .authz import login_required, public
 from .extensions import db, login_manager
-from .models import User
+from .models import User, utcnow
 
 bp = Blueprint("auth", __name__)
+
+# Pages a person who must change their password may still open.
+OPEN_WHILE_CHANGING = {"auth.change_password", "auth.logout", "static", "core.healthz", "core.prefs"}
 
 
 @login_manager.user_loader
@@ -25,9 +30,19 @@ def load_user(user_id: str):
         return None
 
 
+@bp.before_app_request
+def force_password_change():
+    if (current_user.is_authenticated and current_user.must_change_password
+            and request.endpoint not in OPEN_WHILE_CHANGING):
+        if request.path.startswith("/api/"):
+            return {"error": "password change required", "status": 403}, 403
+        return redirect(url_for("auth.change_password"))
+    return None
+
+
 class LoginForm(FlaskForm):
     login = StringField(_l("手机号或用户名"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("密码"), validators=[DataRequired(), Length(max=256)])
+    password = PasswordField(_l("密码或一次性登录码"), validators=[DataRequired(), Length(max=256)])
     remember = BooleanField(_l("在这台手机上保持登录"))
 
 
@@ -37,17 +52,44 @@ def _safe_next(target: str | None) -> str:
     return url_for("core.home")
 
 
+def authenticate(ident: str, secret: str) -> tuple[User | None, bool]:
+    """Return (user, used_one_time_code) for valid credentials, else (None, False)."""
+    user = db.session.scalar(select(User).where(or_(User.username == ident, User.phone == ident)))
+    if user is None or not user.active:
+        return None, False
+    if user.check_password(secret):
+        return user, False
+    if user.check_one_time_code(secret):
+        return user, True
+    return None, False
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login():
     form = LoginForm()
     if form.validate_on_submit():
         ident = form.login.data.strip()
-        user = db.session.scalar(select(User).where(or_(User.username == ident, User.phone == ident)))
-        if user is not None and user.active and user.check_password(form.password.data):
-            login_user(user, remember=form.remember.data)
-            return redirect(_safe_next(request.args.get("next")))
-        # One message for every failure: no hint whether the account exists.
-        flash(_("手机号/用户名或密码不正确。"), "error")
+        address = request.remote_addr or ""
+        verdict = throttle.check(ident, address)
+        if not verdict.allowed:
+            flash(_("登录失败次数过多，请 %(n)s 分钟后再试。", n=verdict.minutes), "error")
+            return render_template("auth/login.html", form=form), 429
+        user, by_code = authenticate(ident, form.password.data)
+        if user is None:
+            throttle.failure(ident, address)
+            # One message for every failure: no hint whether the account exists.
+            flash(_("手机号/用户名或密码不正确。"), "error")
+            return render_template("auth/login.html", form=form), 200
+        throttle.success(ident)
+        if by_code:
+            user.must_change_password = True
+        user.last_login_at = utcnow()
+        db.session.commit()
+        login_user(user, remember=form.remember.data)
+        if user.must_change_password:
+            return redirect(url_for("auth.change_password"))
+        return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
 
@@ -56,3 +98,37 @@ def login():
 def logout():
     logout_user()
     return redirect(url_for("core.home"))
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField(_l("当前密码或一次性登录码"), validators=[DataRequired(), Length(max=256)])
+    new = PasswordField(_l("新密码（至少 8 位）"), validators=[DataRequired(), Length(min=8, max=128)])
+    confirm = PasswordField(_l("再输入一次新密码"),
+                            validators=[DataRequired(), EqualTo("new", message=_l("两次输入的新密码不一致。"))])
+
+    def validate_new(self, field):
+        if field.data.isdigit() and len(set(field.data)) <= 2:
+            raise ValidationError(_("密码太简单，请换一个。"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = PasswordForm()
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not (user.check_password(form.current.data) or user.check_one_time_code(form.current.data)):
+            form.current.errors.append(_("当前密码不正确。"))
+        elif form.new.data == form.current.data:
+            form.new.errors.append(_("新密码不能和旧密码相同。"))
+        else:
+            user.set_password(form.new.data)
+            user.must_change_password = False
+            user.otp_hash = None
+            user.otp_expires_at = None
+            audit.record("password.change", user, "本人修改密码")
+            db.session.commit()
+            flash(_("密码已修改。"), "info")
+            return redirect(url_for("core.home"))
+    return render_template("auth/password.html", form=form,
+                           forced=current_user.must_change_password)

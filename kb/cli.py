@@ -211,7 +211,10 @@ def db_revision(message, branch):
         dbmigrate.revision(app, message, branch)
 
 
-CORE_COMMANDS = (sync, search, serve, demo, plugins_cmd, db_group)
+def _core_commands():
+    from .people.cli import orgs_group, users_group
+
+    return (sync, search, serve, demo, plugins_cmd, db_group, users_group, orgs_group)
 
 
 def build_cli(app) -> click.Group:
@@ -224,7 +227,7 @@ def build_cli(app) -> click.Group:
         """履职学堂 (kb): manage content, search, accounts and the server."""
         ctx.obj = {"app": app}
 
-    for command in CORE_COMMANDS:
+    for command in _core_commands():
         cli.add_command(command)
     for command in collect(app.extensions["kb.pm"], "kb_cli_commands", key="name", app=app):
         if command.name in cli.commands:

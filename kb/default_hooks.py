@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flask_babel import gettext as _
+
 from .pluginhost import hookimpl
-from .records import MigrationDir
+from .records import MigrationDir, NavItem
+
+
+@hookimpl(trylast=True)
+def kb_nav_items(user):
+    """Link staff to the administration pages."""
+    if getattr(user, "is_authenticated", False) and user.role in ("county_staff", "admin"):
+        return [NavItem(key="admin", label=_("管理"), url="/admin/users", order=900)]
+    return []
 
 
 @hookimpl(trylast=True)

@@ -6,7 +6,10 @@ Plugins keep their own tables, prefixed with their short name (``quiz_``, ``atte
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import hashlib
+import hmac
+import secrets
+from datetime import date, datetime, timedelta, timezone
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -26,7 +29,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .extensions import db
 
 CORE_TABLES = frozenset(
-    {"org_unit", "user", "course", "lesson", "kb_meta", "content_problem"}
+    {"org_unit", "user", "course", "lesson", "kb_meta", "content_problem", "audit_log",
+     "login_throttle", "import_batch"}
 )
 
 ROLES = ("deputy", "presidium", "chair", "secretary", "county_staff", "admin")
@@ -68,10 +72,18 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(20), index=True)
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    deputy_card_no: Mapped[str | None] = mapped_column(String(32), unique=True)
+    gender: Mapped[str] = mapped_column(String(8), default="")
+    ethnicity: Mapped[str] = mapped_column(String(16), default="")
     password_hash: Mapped[str] = mapped_column(String(255), default="")
+    # A one-time code (import or reset) is stored as a SHA-256 digest: codes are random and
+    # short-lived, and hashing 5,000 of them with scrypt would take minutes.
+    otp_hash: Mapped[str | None] = mapped_column(String(64))
+    otp_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     org_unit: Mapped[OrgUnit | None] = relationship()
 
@@ -85,8 +97,78 @@ class User(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
 
+    def issue_one_time_code(self, days: int = 7) -> str:
+        """Set a fresh one-time sign-in code and return it (shown once, never stored)."""
+        code = new_one_time_code()
+        self.otp_hash = digest_code(code)
+        self.otp_expires_at = utcnow() + timedelta(days=days)
+        self.must_change_password = True
+        return code
+
+    def check_one_time_code(self, code: str) -> bool:
+        if not self.otp_hash or self.otp_expires_at is None or self.otp_expires_at < utcnow():
+            return False
+        return hmac.compare_digest(self.otp_hash, digest_code(code))
+
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role}>"
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
+
+
+def new_one_time_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def digest_code(code: str) -> str:
+    normalized = code.strip().upper().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+class AuditLog(db.Model):
+    """Who changed what, when: one row per administrative action. Never edited."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32), default="")
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+    actor: Mapped[User | None] = relationship()
+
+
+class LoginThrottle(db.Model):
+    """Failed sign-ins per key ("acct:<login>" or "addr:<ip>") in the current window."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ImportBatch(db.Model):
+    """An uploaded roster between preview and confirmation (so we commit what was previewed)."""
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), default="roster")
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    committed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Course(db.Model):

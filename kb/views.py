@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from . import get_catalog
 from . import plugin_manager, search_index
+from .authz import public
 from .extensions import db
 
 bp = Blueprint("core", __name__)
@@ -29,6 +30,7 @@ def visible_lessons(course):
 
 
 @bp.get("/")
+@public
 def home():
     cat = get_catalog()
     courses = [(c, visible_lessons(c)) for c in cat.courses]
@@ -36,6 +38,7 @@ def home():
 
 
 @bp.get("/courses/<course_slug>")
+@public
 def course(course_slug):
     course = get_catalog().course(course_slug)
     if course is None:
@@ -47,6 +50,7 @@ def course(course_slug):
 
 
 @bp.get("/courses/<course_slug>/<lesson_slug>")
+@public
 def lesson(course_slug, lesson_slug):
     cat = get_catalog()
     lesson = cat.lesson(course_slug, lesson_slug)
@@ -77,6 +81,7 @@ def run_search(q: str, course: str | None, tag: str | None, page: int, per_page:
 
 
 @bp.get("/search")
+@public
 def search():
     q = request.args.get("q", "").strip()
     course = request.args.get("course", "").strip()
@@ -89,6 +94,7 @@ def search():
 
 
 @bp.post("/prefs")
+@public
 def prefs():
     """Remember the reader's font size and language (works without JavaScript)."""
     from flask import session
@@ -108,6 +114,7 @@ def prefs():
 
 
 @bp.get("/healthz")
+@public
 def healthz():
     """Report database and search index status (for load balancers and ``kb doctor``)."""
     status, code = {"status": "ok"}, 200

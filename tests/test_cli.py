@@ -77,7 +77,7 @@ def test_demo_is_idempotent_and_prints_logins(app, runner):
 
 
 def test_db_upgrade_command(app, runner):
-    assert "database at: c0001" in runner.invoke(["db", "upgrade"]).output
+    assert "database at: c0002" in runner.invoke(["db", "upgrade"]).output
 
 
 def test_kb_refuses_production_default_secret(tmp_path):

@@ -6,8 +6,9 @@ Two token streams are produced from the same text:
   dictionary sub-words, e.g. 闭会期间 → 闭会, 会期, 期间, 闭会期间), plus lowercased Latin/digit
   words. Ranks natural queries well, but misses arbitrary sub-words.
 * **grams**: overlapping CJK bigrams of each Han run (a single-character run is kept as a
-  unigram), plus the same Latin/digit words, with consecutive positions. A phrase of the query's
-  bigrams matches exactly the documents containing that substring.
+  unigram), plus the same Latin/digit words; positions are consecutive within a run with a gap
+  between runs. A phrase of the query's bigrams matches exactly the documents containing that
+  substring (never across punctuation).
 
 The dictionary (rjieba's default dictionary plus ``userdict.txt``) is loaded once per process by
 :func:`warm_up`; every function here calls it lazily, so calling it at app start only moves the
@@ -20,12 +21,15 @@ so renaming or moving them makes existing indexes unreadable (rebuild with ``kb 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from whoosh.analysis import Token, Tokenizer
+
+log = logging.getLogger(__name__)
 
 USERDICT_PATH = Path(__file__).with_name("userdict.txt")
 
@@ -81,8 +85,11 @@ def warm_up() -> None:
             return
         import rjieba
 
-        for term, freq in _read_userdict(USERDICT_PATH):
-            rjieba.add_word(term, freq, None)
+        if USERDICT_PATH.is_file():
+            for term, freq in _read_userdict(USERDICT_PATH):
+                rjieba.add_word(term, freq, None)
+        else:  # e.g. package data not installed: search still works, segmentation is poorer
+            log.warning("search dictionary %s is missing", USERDICT_PATH)
         _jieba = rjieba
         LOAD_COUNT += 1
         _loaded = True
@@ -244,8 +251,10 @@ def sub_words(word: str) -> list[str]:
     return cover
 
 
-class WordTokenizer(Tokenizer):
-    """Whoosh tokenizer for the *words* stream (module level: pickled into the index)."""
+class _StreamTokenizer(Tokenizer):
+    """Whoosh tokenizer over one of the streams above (``_stream``)."""
+
+    _stream = staticmethod(iter_words)
 
     def __call__(
         self,
@@ -260,56 +269,41 @@ class WordTokenizer(Tokenizer):
         mode="",
         **kwargs,
     ):
-        return _emit(iter_words, value, positions, chars, keeporiginal, removestops,
-                     start_pos, start_char, tokenize, mode, kwargs)
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        if not tokenize:
+            t.original = t.text = value
+            t.boost = 1.0
+            if positions:
+                t.pos = start_pos
+            if chars:
+                t.startchar = start_char
+                t.endchar = start_char + len(value)
+            yield t
+            return
+        for i, tok in enumerate(self._stream(value)):
+            t.text = tok[0]
+            t.boost = 1.0
+            t.stopped = False
+            if keeporiginal:
+                t.original = t.text
+            if positions:  # grams carry their own positions (gaps between runs)
+                t.pos = start_pos + (tok[3] if len(tok) > 3 else i)
+            if chars:
+                t.startchar = start_char + tok[1]
+                t.endchar = start_char + tok[2]
+            yield t
 
 
-class GramTokenizer(Tokenizer):
-    """Whoosh tokenizer for the *grams* stream (module level: pickled into the index)."""
+class WordTokenizer(_StreamTokenizer):
+    """The *words* stream (module level: Whoosh pickles it into the index)."""
 
-    def __call__(
-        self,
-        value,
-        positions=False,
-        chars=False,
-        keeporiginal=False,
-        removestops=True,
-        start_pos=0,
-        start_char=0,
-        tokenize=True,
-        mode="",
-        **kwargs,
-    ):
-        return _emit(iter_grams, value, positions, chars, keeporiginal, removestops,
-                     start_pos, start_char, tokenize, mode, kwargs)
+    _stream = staticmethod(iter_words)
 
 
-def _emit(fn, value, positions, chars, keeporiginal, removestops, start_pos, start_char,
-          tokenize, mode, kwargs):
-    t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-    if not tokenize:
-        t.original = t.text = value
-        t.boost = 1.0
-        if positions:
-            t.pos = start_pos
-        if chars:
-            t.startchar = start_char
-            t.endchar = start_char + len(value)
-        yield t
-        return
-    for i, tok in enumerate(fn(value)):
-        text, s, e = tok[0], tok[1], tok[2]
-        t.text = text
-        t.boost = 1.0
-        t.stopped = False
-        if keeporiginal:
-            t.original = text
-        if positions:
-            t.pos = start_pos + (tok[3] if len(tok) > 3 else i)
-        if chars:
-            t.startchar = start_char + s
-            t.endchar = start_char + e
-        yield t
+class GramTokenizer(_StreamTokenizer):
+    """The *grams* stream (module level: Whoosh pickles it into the index)."""
+
+    _stream = staticmethod(iter_grams)
 
 
 def WordAnalyzer():  # noqa: N802 (Whoosh naming convention)

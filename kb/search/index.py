@@ -12,15 +12,18 @@ open (mmapped) files on POSIX; on Windows the removal fails quietly and is retri
 next rebuild.
 
 Queries are built from tokens (never through Whoosh's query-language parser), so any user text
-is safe. Each query *unit* (a word of the query, stop words dropped) matches as
+is safe. The query text (≤ 200 chars) is cut by rjieba into *units*; question words and
+particles (什么, 怎么, 吗, 的 …) are dropped. Each unit matches as
 
 * the word in the *words* fields (rjieba search mode), or
-* the phrase of its bigrams in the *grams* fields (exact substring), or
+* the exact substring in the *grams* fields (a bigram phrase: 会期 finds 闭会期间), or
+* a law-text synonym (人大 → 人民代表大会, 乡镇 → 乡、民族乡、镇; ``SYNONYMS``), or
 * all of its dictionary sub-words (人大常委会 → 人大 + 常委会),
 
-in title (×4), heading (×2.5) and body (×1). A document gets a fixed bonus for each unit of two
-or more characters it matches, so documents matching *more* units rank first and BM25 orders
-documents within a tier; a phrase of consecutive query units adds a further boost.
+in title (×4), heading (×2.5) and body (×1), scored by BM25F. Ranking is in tiers: a document
+gets ``UNIT_BONUS`` for each unit (of two or more characters) it matches and for each run of
+query words it contains verbatim, so documents matching *more* of the query come first and BM25
+orders documents within a tier; consecutive units close together in the body add a little.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -86,7 +89,8 @@ STOP_WORDS = frozenset(
 )
 
 # Query-side expansions: lesson and everyday wording → the wording of the law texts. Each
-# alternative matches as an exact substring (bigram phrase), like the unit itself.
+# alternative matches like the unit itself (a words term if rjieba keeps it whole, else the
+# exact substring).
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "人大": ("人民代表大会",),
     "人代会": ("人民代表大会会议", "人民代表大会"),
@@ -361,7 +365,7 @@ class _PhraseMatcher(SpanWrappingMatcher):
 
     def _get_spans(self):
         common = None
-        for m, off in zip(self.ms, self.offsets):
+        for m, off in zip(self.ms, self.offsets, strict=True):
             starts = {p - off for p in m.value_as("positions")}
             common = starts if common is None else common & starts
             if not common:
@@ -481,7 +485,7 @@ def _part_query(part: str):
 class ParsedQuery:
     text: str
     units: list[tuple[str, bool]]  # (unit, is_han), stop words removed
-    phrases: list[str]  # consecutive units (≥ 2) of one Han run
+    phrases: list[str]  # Han runs of ≥ 2 words, and runs of ≥ 2 words between stop words
     parts: dict[str, list[str]]  # unit → dictionary sub-words (stop words removed)
 
     def highlight_terms(self) -> list[str]:
@@ -505,8 +509,11 @@ def parse_query(text: str) -> ParsedQuery:
         if not is_han:
             all_units.append((run, False))
             continue
+        words = analysis.cut_query(run)
+        if len(words) > 1:
+            phrases.append(run)  # the whole run verbatim
         segment: list[str] = []
-        for w in analysis.cut_query(run):
+        for w in words:
             all_units.append(w)
             if w[0] in STOP_WORDS:
                 if len(segment) > 1:
@@ -553,17 +560,16 @@ def build_query(pq: ParsedQuery):
         clauses.append(Bonus(Q.Or([f for f in forms if f is not None]), bonus))
     # proximity: consecutive query units close together in the body (either order)
     near = [u for u, is_han in pq.units if is_han and len(u) > 1]
-    for a, b in list(zip(near, near[1:]))[:MAX_NEAR_PAIRS]:
+    for a, b in list(zip(near, near[1:], strict=False))[:MAX_NEAR_PAIRS]:
         clauses.append(GramNear("body_g", a, b, slop=NEAR_SLOP, boost=NEAR_BOOST))
+    # several query words verbatim (the whole run, or the words between stop words): a tier
+    # above documents that only contain the words apart
     for phrase in pq.phrases:
-        clauses.append(
-            Q.Or(
-                [
-                    _grams_query(f"{name}_g", phrase, boost * RUN_PHRASE_BOOST)
-                    for name, boost in FIELD_BOOSTS
-                ]
-            )
-        )
+        forms = [
+            _grams_query(f"{name}_g", phrase, boost * RUN_PHRASE_BOOST)
+            for name, boost in FIELD_BOOSTS
+        ]
+        clauses.append(Bonus(Q.Or([f for f in forms if f is not None]), UNIT_BONUS))
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else Q.Or(clauses)
@@ -669,6 +675,7 @@ class SearchIndex:
         self._searcher = None
         self._popular: tuple[str | None, list[str]] = (None, [])
         self._version = 0  # bumped whenever the searcher is replaced (keys the result cache)
+        self._pid = os.getpid()
         self._cache: OrderedDict[tuple, SearchResults] = OrderedDict()
 
     # -- generations -------------------------------------------------------------------------
@@ -691,7 +698,14 @@ class SearchIndex:
             f.write(gen + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.root / "CURRENT")
+        for attempt in range(50):
+            try:
+                os.replace(tmp, self.root / "CURRENT")
+                return
+            except PermissionError:  # Windows: a reader has CURRENT open this instant
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
 
     def _remove_old_generations(self, keep: str) -> None:
         for p in self.root.glob("gen-*"):
@@ -721,6 +735,11 @@ class SearchIndex:
 
     def _get_searcher(self):
         """The process's searcher, refreshed if the index changed. Call with self._lock held."""
+        if self._pid != os.getpid():
+            # forked (e.g. gunicorn --preload): never share open index files with the parent
+            self._searcher = self._ix = self._gen = None
+            self._cache.clear()
+            self._pid = os.getpid()
         gen = self._current_generation()
         if gen is None:
             self._close_searcher()
@@ -739,9 +758,11 @@ class SearchIndex:
             return searcher
         try:
             if not self._searcher.up_to_date():
-                new = self._searcher.refresh()
-                self._searcher.close()
-                self._searcher = new
+                # Not Searcher.refresh(): it reuses segment readers by segment and so keeps
+                # their *old* deletions (a replaced lesson would stay visible). A new searcher
+                # costs a few ms, only after a change.
+                old, self._searcher = self._searcher, self._ix.searcher()
+                old.close()
                 self._version += 1
         except Exception:
             log.warning("search index refresh failed; reopening", exc_info=True)
@@ -822,9 +843,7 @@ class SearchIndex:
                     wq, limit=page * per_page, filter=filt, optimize=False, terms=False
                 )
                 total = len(results)
-                rows = [
-                    (hit.score, hit.fields()) for hit in results[(page - 1) * per_page :]
-                ]
+                rows = [(hit.score, hit.fields()) for hit in results[(page - 1) * per_page :]]
                 suggestions = [] if total else self._suggest(searcher, pq)
             except Exception:
                 log.exception("search failed for %r", pq.text)
@@ -895,7 +914,7 @@ class SearchIndex:
         corrected = pq.text
         related: list[str] = []
         for unit, is_han in pq.units:
-            if freq(unit):
+            if freq(unit) or (len(unit) < 2 and not is_han):
                 continue
             maxdist = 1 if (is_han or len(unit) <= 5) else 2
             cands: dict[str, int] = {}
@@ -912,8 +931,10 @@ class SearchIndex:
             else:
                 ranked = sorted(cands, key=lambda c: -cands[c])
             if ranked:
-                corrected = corrected.replace(unit, ranked[0]) if is_han else re.sub(
-                    re.escape(unit), ranked[0], corrected, flags=re.IGNORECASE
+                corrected = (
+                    corrected.replace(unit, ranked[0])
+                    if is_han
+                    else re.sub(re.escape(unit), ranked[0], corrected, flags=re.IGNORECASE)
                 )
                 related += ranked[1:3]
             elif is_han:
@@ -967,7 +988,7 @@ class SearchIndex:
             count = 0
             try:
                 ix = windex.create_in(str(path), make_schema())
-                writer = ix.writer(limitmb=256)
+                writer = ix.writer(limitmb=128)
                 try:
                     for doc in docs:
                         writer.add_document(**_doc_fields(doc))
@@ -983,6 +1004,8 @@ class SearchIndex:
                 shutil.rmtree(path, ignore_errors=True)
                 raise
             self._set_current(gen)
+            with self._lock:  # let go of the old generation here, so it can be removed
+                self._close_searcher()
             self._remove_old_generations(keep=gen)
         if progress:
             progress(count)
@@ -992,7 +1015,7 @@ class SearchIndex:
         """Replace lessons: delete every doc of ``keys`` (and of the lessons in ``docs``), add
         ``docs``, in one commit. Creates the index if it is missing."""
         docs = list(docs)
-        lkeys = {_lkey(c, l) for c, l in keys} | {_lkey(d.course, d.lesson) for d in docs}
+        lkeys = {_lkey(c, les) for c, les in keys} | {_lkey(d.course, d.lesson) for d in docs}
         if not lkeys:
             return
         analysis.warm_up()
@@ -1017,7 +1040,7 @@ class SearchIndex:
 
     def delete_lessons(self, keys: Iterable[tuple[str, str]]) -> None:
         """Remove every doc of the given (course, lesson) keys. No-op if the index is missing."""
-        lkeys = {_lkey(c, l) for c, l in keys}
+        lkeys = {_lkey(c, les) for c, les in keys}
         if not lkeys:
             return
         with self._write_lock():
