@@ -238,10 +238,11 @@ def build_cli(app) -> click.Group:
 
 def main(argv=None) -> None:
     from .app import ConfigurationError, create_app
+    from .pluginhost import PluginError
 
     try:
         app = create_app()
-    except ConfigurationError as exc:
+    except (ConfigurationError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     build_cli(app).main(args=argv, prog_name="kb")

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from .extensions import db
-from .models import OrgUnit, User
+from .models import OrgUnit, User, password_method
 from .pluginhost import call_each
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈"
@@ -59,7 +59,7 @@ def load_demo(app, password: str) -> list[str]:
     """Create the demo county if missing; return the usernames created (empty on a re-run)."""
     created: list[str] = []
     # Every demo account shares the documented password: hash it once, not 99 times.
-    password = generate_password_hash(password)
+    password = generate_password_hash(password, method=password_method())
     province = _org("province", "示例省", "demo-p", None)
     city = _org("city", "示例市", "demo-c", province)
     county = _org("county", "示例县", "demo-x", city)

@@ -13,8 +13,9 @@ Families, by what they do:
 * report and permission hooks (``kb_report_columns``, ``kb_can_view``), and demo data
   (``kb_demo_data``).
 
-Implementations must not give their arguments default values (pluggy never passes them), and
-may accept fewer arguments than the spec lists.
+Implementations must not give their arguments default values (the core's collectors pass only
+arguments without defaults, see pluggy#442), and may accept fewer arguments than the spec lists.
+HTML in records (``Panel.html``, ``Card.html``) is inserted as is: the plugin escapes user text.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def kb_migration_dirs():
     """Return the plugin's Alembic version folders, one branch per plugin.
 
     :return: a list of :class:`kb.records.MigrationDir`. Revisions in the folder start their
-        branch with ``branch_labels=(branch,)`` and ``depends_on="core@head"`` semantics.
+        branch with ``branch_labels=(branch,)`` and ``depends_on="c0001"`` (the core's first
+        revision) or a later core revision the plugin's tables need.
     """
 
 
@@ -173,6 +175,19 @@ def kb_can_view(user, obj):
     :param user: the current user (may be anonymous).
     :param obj: the object asked about (a lesson, a course, a plugin record ...).
     :return: True, False, or None to let the next implementation decide.
+    """
+
+
+@hookspec
+def kb_required_courses(user, year):
+    """Return the slugs of the courses ``user`` must complete in ``year`` (e.g. set by county staff).
+
+    Lets one plugin (quizzes' daily practice) use what another (progress) decides, without
+    importing it.
+
+    :param user: a signed-in :class:`kb.models.User`.
+    :param year: the study year (int).
+    :return: a list of course slugs (may be empty).
     """
 
 

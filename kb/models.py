@@ -1,7 +1,7 @@
 """Core tables: organisations, people, the lesson catalog and sync bookkeeping.
 
 Plugins keep their own tables, prefixed with their short name (``quiz_``, ``attendance_``,
-``progress_``); ``tests/test_models.py`` fails on any other table.
+``progress_``); ``tests/test_migrations.py`` fails on any other table.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hmac
 import secrets
 from datetime import date, datetime, timedelta, timezone
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
@@ -35,6 +36,13 @@ CORE_TABLES = frozenset(
 
 ROLES = ("deputy", "presidium", "chair", "secretary", "county_staff", "admin")
 ORG_KINDS = ("province", "city", "county", "township")
+
+
+def password_method() -> str:
+    """Return the password hash method: scrypt, unless a test config asks for a cheaper one."""
+    if has_app_context():
+        return current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
+    return "scrypt"
 
 
 def utcnow() -> datetime:
@@ -92,7 +100,7 @@ class User(UserMixin, db.Model):
         return bool(self.active)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=password_method())
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)

@@ -74,10 +74,20 @@ def _page_arg() -> int:
 
 
 def run_search(q: str, course: str | None, tag: str | None, page: int, per_page: int):
+    """Search as the current user: audience filtered in the index, then ``kb_can_view``."""
     role = getattr(current_user, "role", None) if current_user.is_authenticated else None
     staff = role in ("admin", "county_staff")
-    return search_index().search(q, course=course or None, tag=tag or None, page=page,
-                                 per_page=per_page, audience=None if staff else (role or "__anonymous__"))
+    results = search_index().search(q, course=course or None, tag=tag or None, page=page,
+                                    per_page=per_page, audience=None if staff else (role or "__anonymous__"))
+    cat = get_catalog()
+    visible = []
+    for hit in results.hits:
+        lesson = cat.lesson(hit.course, hit.lesson) if hit.kind == "lesson" else None
+        if hit.kind == "lesson" and (lesson is None or not can_view(lesson)):
+            continue
+        visible.append(hit)
+    results.hits = visible
+    return results
 
 
 @bp.get("/search")

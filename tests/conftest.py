@@ -58,6 +58,8 @@ def make_config(tmp_path: Path, **overrides) -> dict:
         "QUIZZES_DIR": str(tmp_path / "quizzes"),
         "INDEX_DIR": str(tmp_path / "index"),
         "CATALOG_TTL": 0.0,
+        # scrypt costs ~80 ms a hash; tests that need the real one set it back.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     }
     config.update(overrides)
     return config

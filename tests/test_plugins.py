@@ -122,6 +122,10 @@ class PagePlugin:
     def kb_demo_data(self, app, users):
         self.demo_users = set(users)
 
+    @hookimpl
+    def kb_required_courses(self, user, year):
+        return ["basics"] if year == 2026 else []
+
 
 @pytest.fixture
 def plugin():
@@ -332,6 +336,13 @@ def test_second_core_migration_branch_is_refused(tmp_path):
     # A second "core" branch is refused with both plugin names.
     with pytest.raises(PluginError, match="migplugin"):
         dbmigrate.alembic_config(app)
+
+
+def test_hook_kb_required_courses(papp):
+    from kb.pluginhost import call_each
+
+    results = call_each(papp.extensions["kb.pm"], "kb_required_courses", user=None, year=2026)
+    assert ("testplugin", ["basics"]) in results
 
 
 def test_hook_kb_demo_data(papp, plugin):

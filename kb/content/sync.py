@@ -40,6 +40,9 @@ class CourseSyncer:
         self.progress = progress or (lambda path: None)
         self.force = force
         self._touched_paths: set[str] = set()
+        # Plugin Markdown extensions change the output: re-render when the set changes.
+        self._signature = ",".join(sorted(f"{type(e).__module__}.{type(e).__qualname__}"
+                                          for e in self.extensions))
 
     # -- helpers ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -99,7 +102,7 @@ class CourseSyncer:
         self._touched_paths.add(rel)
         self.progress(rel)
         raw = meta_path.read_bytes() if meta_path.is_file() else b""
-        digest = file_hash(raw)
+        digest = file_hash(raw, self._signature)
         if course is None:
             course = Course(slug=slug, title=slug)
             db.session.add(course)
@@ -176,7 +179,7 @@ class CourseSyncer:
     def _sync_lesson(self, course: Course, path: Path, rel: str, position: int, slug: str,
                      lesson: Lesson | None) -> None:
         raw = path.read_bytes()
-        digest = file_hash(raw)
+        digest = file_hash(raw, self._signature)
         if lesson is not None and not self.force and lesson.content_hash == digest and lesson.is_active:
             if lesson.position != position:
                 lesson.position = position
