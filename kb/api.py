@@ -29,7 +29,8 @@ def search():
     if not q:
         return jsonify({"query": "", "total": 0, "page": page, "pages": 0, "results": [],
                         "suggestions": []})
-    results = run_search(q, request.args.get("course"), request.args.get("tag"), page, limit)
+    kind = request.args.get("kind") if request.args.get("kind") in ("lesson", "law_article") else None
+    results = run_search(q, request.args.get("course"), request.args.get("tag"), page, limit, kind)
     return jsonify({
         "query": q,
         "total": results.total,

@@ -88,9 +88,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import auth, views
     from .api import bp as api_bp
+    from .laws.views import bp as laws_bp
     from .people.admin import bp as people_bp
 
-    for bp in (views.bp, auth.bp, api_bp, people_bp):
+    for bp in (views.bp, auth.bp, api_bp, people_bp, laws_bp):
         app.register_blueprint(bp)
     for bp in collect(pm, "kb_blueprints", key="name", app=app):
         if bp.name in app.blueprints:

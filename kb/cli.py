@@ -67,6 +67,11 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
             CourseSyncer(settings.courses_dir, report, extensions,
                          progress=lambda _p: bar.update(1), force=rebuild).run()
         app.extensions["kb.pm"].hook.kb_content_sync(app=app, settings=settings, report=report)
+        if strict:
+            from .laws.check import check_lessons
+
+            for p in check_lessons(settings.courses_dir):
+                report.problem(p.path, p.line, p.message, p.severity)
 
         app.extensions["kb.catalog"].invalidate()
         cat = get_catalog(app)
@@ -212,9 +217,11 @@ def db_revision(message, branch):
 
 
 def _core_commands():
+    from .laws.cli import check, laws_group
     from .people.cli import orgs_group, users_group
 
-    return (sync, search, serve, demo, plugins_cmd, db_group, users_group, orgs_group)
+    return (sync, search, serve, demo, plugins_cmd, db_group, users_group, orgs_group,
+            laws_group, check)
 
 
 def build_cli(app) -> click.Group:

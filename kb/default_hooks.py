@@ -12,10 +12,11 @@ from .records import MigrationDir, NavItem
 
 @hookimpl(trylast=True)
 def kb_nav_items(user):
-    """Link staff to the administration pages."""
+    """Link everyone to the law library, and staff to the administration pages."""
+    items = [NavItem(key="laws", label=_("法律法规"), url="/laws", order=50)]
     if getattr(user, "is_authenticated", False) and user.role in ("county_staff", "admin"):
-        return [NavItem(key="admin", label=_("管理"), url="/admin/users", order=900)]
-    return []
+        items.append(NavItem(key="admin", label=_("管理"), url="/admin/users", order=900))
+    return items
 
 
 @hookimpl(trylast=True)
@@ -34,3 +35,16 @@ def kb_can_view(user, obj):
     if role in ("admin", "county_staff"):
         return True
     return role in audience
+
+
+@hookimpl(trylast=True)
+def kb_search_documents(app):
+    """Make every article of the current law versions a search document (kind law_article)."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .laws.library import law_article_documents
+    from .models import Law
+
+    laws = db.session.scalars(select(Law).where(Law.is_current.is_(True))).all()
+    return [doc for law in laws for doc in law_article_documents(law)]

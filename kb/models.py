@@ -31,7 +31,7 @@ from .extensions import db
 
 CORE_TABLES = frozenset(
     {"org_unit", "user", "course", "lesson", "kb_meta", "content_problem", "audit_log",
-     "login_throttle", "import_batch"}
+     "login_throttle", "import_batch", "law", "law_article"}
 )
 
 ROLES = ("deputy", "presidium", "chair", "secretary", "county_staff", "admin")
@@ -250,3 +250,45 @@ class ContentProblem(db.Model):
     message: Mapped[str] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(String(10), default="error")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Law(db.Model):
+    """One version of a law text. A newer version of the same law keeps the old one, superseded."""
+
+    __tablename__ = "law"
+    __table_args__ = (UniqueConstraint("slug", "version_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)  # the short title, e.g. 地方组织法
+    title: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(100), default="")
+    version_date: Mapped[date | None] = mapped_column(Date)
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    preamble: Mapped[list] = mapped_column(JSON, default=list)
+    chapters: Mapped[list] = mapped_column(JSON, default=list)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    source_name: Mapped[str] = mapped_column(String(500), default="")
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    imported_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    articles: Mapped[list[LawArticle]] = relationship(
+        back_populates="law", order_by="LawArticle.position", cascade="all, delete-orphan"
+    )
+
+
+class LawArticle(db.Model):
+    """An article (第X条) of one law version, with a stable anchor (its label)."""
+
+    __tablename__ = "law_article"
+    __table_args__ = (UniqueConstraint("law_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    law_id: Mapped[int] = mapped_column(ForeignKey("law.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    label: Mapped[str] = mapped_column(String(32))
+    chapter: Mapped[str] = mapped_column(String(200), default="")
+    section: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+
+    law: Mapped[Law] = relationship(back_populates="articles")

@@ -73,12 +73,14 @@ def _page_arg() -> int:
         return 1
 
 
-def run_search(q: str, course: str | None, tag: str | None, page: int, per_page: int):
+def run_search(q: str, course: str | None, tag: str | None, page: int, per_page: int,
+               kind: str | None = None):
     """Search as the current user: audience filtered in the index, then ``kb_can_view``."""
     role = getattr(current_user, "role", None) if current_user.is_authenticated else None
     staff = role in ("admin", "county_staff")
     results = search_index().search(q, course=course or None, tag=tag or None, page=page,
-                                    per_page=per_page, audience=None if staff else (role or "__anonymous__"))
+                                    per_page=per_page, kind=kind or None,
+                                    audience=None if staff else (role or "__anonymous__"))
     cat = get_catalog()
     visible = []
     for hit in results.hits:
@@ -90,17 +92,43 @@ def run_search(q: str, course: str | None, tag: str | None, page: int, per_page:
     return results
 
 
+def related_laws(q: str, limit: int = 5) -> list:
+    """Return the law articles most related to ``q``, national laws before provincial ones.
+
+    Within the same number of matched query words, an article of a national law ranks before a
+    provincial regulation's: a new cadre should meet 地方组织法第十九条 before a province's rule.
+    """
+    from sqlalchemy import select
+
+    from .models import Law
+
+    hits = search_index().search(q, kind="law_article", per_page=40).hits
+    if not hits:
+        return []
+    national = set(db.session.scalars(select(Law.slug).where(~Law.source_name.startswith("DLC/"))))
+    hits.sort(key=lambda h: (-(h.score // 1000), h.course not in national, -h.score))
+    return hits[:limit]
+
+
+SEARCH_KINDS = ("", "lesson", "law_article")
+
+
 @bp.get("/search")
 @public
 def search():
     q = request.args.get("q", "").strip()
     course = request.args.get("course", "").strip()
     tag = request.args.get("tag", "").strip()
-    results = None
+    kind = request.args.get("kind", "")
+    kind = kind if kind in SEARCH_KINDS else ""
+    results, laws = None, []
     if q:
-        results = run_search(q, course, tag, _page_arg(), current_app.config["SEARCH_PER_PAGE"])
-    return render_template("core/search.html", q=q, course=course, tag=tag, results=results,
-                           courses=get_catalog().courses)
+        results = run_search(q, course, tag, _page_arg(), current_app.config["SEARCH_PER_PAGE"],
+                             kind=kind or "lesson")
+        if not kind and not course and not tag and results.page == 1:
+            laws = related_laws(q)
+    return render_template("core/search.html", q=q, course=course, tag=tag, kind=kind,
+                           results=results, laws=laws, courses=get_catalog().courses)
 
 
 @bp.post("/prefs")
@@ -173,5 +201,8 @@ def with_hl(url: str, q: str) -> str:
     """Add the searched words to a hit's URL so the lesson page can mark them."""
     from urllib.parse import urlencode
 
+    from .search import analysis
+
+    words = " ".join(dict.fromkeys(w for w in analysis.tokenize_words(q[:200]) if len(w) > 1))
     base, sep, fragment = url.partition("#")
-    return f"{base}?{urlencode({'hl': q})}{sep}{fragment}"
+    return f"{base}?{urlencode({'hl': words or q[:200]})}{sep}{fragment}"

@@ -99,6 +99,8 @@ def samplers(world):
         "token": ("own-token", "other-token"),
         "fmt": ("csv", "csv"),
         "filename": ("kb.css", "kb.css"),
+        "law_slug": ("地方组织法", "地方组织法"),
+        "article": ("第十九条", "第十九条"),
         **world["samplers"],
     }
 

@@ -1,7 +1,8 @@
 """Browser tests: a phone-sized Chromium against a live server with the fixture courses.
 
 Debian's Chromium (``/usr/bin/chromium``) through Playwright; skipped when it is missing, failed
-when it is missing under ``CI``. Each test builds its own app and server in ``tmp_path``.
+when it is missing under ``CI``. The tests share one app and server (they only read) and each
+gets a fresh browser context (its own cookies).
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from .browser_support import (PHONE, LiveServer, build_synced_app, dispose, launch_chromium,
-                              require_chromium)
+from .browser_support import (
+    PHONE,
+    LiveServer,
+    build_synced_app,
+    dispose,
+    launch_chromium,
+    require_chromium,
+)
 from .conftest import make_config
 
 pytestmark = pytest.mark.browser
@@ -32,9 +39,10 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def live_server(tmp_path):
-    app = build_synced_app(make_config(tmp_path))
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """The fixture courses, synced and indexed, served on 127.0.0.1 (the tests only read)."""
+    app = build_synced_app(make_config(tmp_path_factory.mktemp("live")))
     with LiveServer(app) as server:
         yield server
     dispose(app)
@@ -87,6 +95,12 @@ def test_search_hit_opens_highlighted_section_on_screen(phone):
     assert h2.locator("mark").first.text_content() == "主席团"
     # The whole section (up to the next H2) is marked, not just its heading.
     assert page.locator(".prose p.hit-section mark").count() >= 1
+
+    # A question typed without spaces still marks its words (split in the browser).
+    page.goto("/courses/basics/presidium?hl=主席团闭会期间做什么#闭会期间主席团做什么")
+    page.wait_for_function("document.querySelector('h2.hit-section mark') !== null")
+    marked = page.locator(".hit-section mark").all_text_contents()
+    assert "主席团" in marked and "闭会期间" in marked, marked
 
 
 def _horizontal_overflow(page) -> int:

@@ -40,9 +40,13 @@ class CourseSyncer:
         self.progress = progress or (lambda path: None)
         self.force = force
         self._touched_paths: set[str] = set()
-        # Plugin Markdown extensions change the output: re-render when the set changes.
+        from ..laws.library import LawIndex, library_version
+
+        # Plugin Markdown extensions and the law library (citation links) change the output:
+        # re-render when either changes.
         self._signature = ",".join(sorted(f"{type(e).__module__}.{type(e).__qualname__}"
-                                          for e in self.extensions))
+                                          for e in self.extensions)) + f";laws={library_version()}"
+        self._laws = LawIndex()
 
     # -- helpers ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -207,6 +211,10 @@ class CourseSyncer:
         rendered = render_markdown(
             fm.body, course=course.slug, line_offset=fm.body_line, extensions=self.extensions
         )
+        if not self._laws.empty:
+            from ..laws.cite import link_citations
+
+            rendered.html = link_citations(rendered.html, self._laws)
         if lesson is None:
             lesson = Lesson(course=course, slug=slug)
             db.session.add(lesson)

@@ -1,0 +1,1 @@
+"""The law library: import law texts, article pages and anchors, citations in lessons."""

@@ -1,0 +1,61 @@
+"""``kb check``: citations in lessons that do not resolve, or whose article changed since."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Lesson
+from .cite import CheckProblem, check_citation, find_citations
+from .library import LawIndex
+
+
+def _line_of(source: str, needle: str) -> int:
+    pos = source.find(needle)
+    return source.count("\n", 0, pos) + 1 if pos >= 0 else 1
+
+
+def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[CheckProblem]:
+    """Check every active lesson's ``sources`` and inline citations against the library."""
+    index = index or LawIndex()
+    problems: list[CheckProblem] = []
+    lessons = db.session.scalars(select(Lesson).where(Lesson.is_active.is_(True))
+                                 .order_by(Lesson.source_path)).all()
+    if index.empty:
+        return [CheckProblem(str(courses_root), 0, "the law library is empty: citations are shown as "
+                             "plain text and cannot be checked (import laws with `kb laws import`)",
+                             "warning")]
+    for lesson in lessons:
+        path = lesson.source_path
+        try:
+            source = (courses_root.parent / path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            source = ""
+        seen = set()
+        for entry in lesson.sources or []:
+            found = find_citations(entry, index)
+            if not found:
+                problems.append(CheckProblem(path, _line_of(source, entry),
+                                             f"source 「{entry}」 is not a citation of a law article "
+                                             "(write it like 地方组织法(2022) 第十九条)", "warning"))
+            for c in found:
+                _add(problems, seen, c, index, path, _line_of(source, entry))
+        text = " ".join(s.get("heading", "") + " " + s.get("text", "") for s in lesson.sections or [])
+        for c in find_citations(text, index):
+            if c.slug is None and not c.text.startswith("《"):
+                continue
+            _add(problems, seen, c, index, path, _line_of(source, c.text[:12]))
+    return problems
+
+
+def _add(problems, seen, c, index, path, line):
+    key = (c.slug or c.name, c.year, c.article)
+    if key in seen:
+        return
+    seen.add(key)
+    verdict = check_citation(c, index)
+    if verdict:
+        severity, message = verdict
+        problems.append(CheckProblem(path, line, message, severity))
