@@ -29,8 +29,12 @@ extract-messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o kb/translations/messages.pot .
 	$(BIN)/pybabel update -i kb/translations/messages.pot -d kb/translations --no-fuzzy-matching
 
+LAW_CORPUS ?= ../shared/corpora/cn-law/core
+
 run: install
 	$(BIN)/kb demo
+	@if [ -d "$(LAW_CORPUS)" ]; then $(BIN)/kb laws import "$(LAW_CORPUS)"; \
+	else echo "no law corpus at $(LAW_CORPUS): citations stay plain text (kb laws import PATH adds laws)"; fi
 	$(BIN)/kb sync
 	$(BIN)/kb serve
 

@@ -130,7 +130,8 @@ def import_paths(paths: list[Path]) -> ImportResult:
             db.session.flush()
         except (LawParseError, OSError) as exc:
             result.errors.append(f"{file}:1: {exc}")
-    bump_library_version()
+    if result.imported:
+        bump_library_version()  # lessons re-render (citation links) on the next sync
     db.session.commit()
     return result
 
