@@ -203,3 +203,11 @@ def test_real_password_hash_is_scrypt(tmp_path):
         user = User(username="x", name="x", role="deputy")
         user.set_password("a-good-password")
         assert user.password_hash.startswith("scrypt:") and user.check_password("a-good-password")
+
+
+def test_phone_is_stored_normalised(app, people):
+    staff = client_for(app, "staff")
+    staff.post("/admin/users/new", data={"name": "规范", "username": "norm", "phone": "+86 139-0000-0010",
+                                         "role": "deputy", "org_unit_id": str(people["t1"])})
+    with app.app_context():
+        assert db.session.scalar(select(User.phone).where(User.username == "norm")) == "13900000010"

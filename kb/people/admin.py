@@ -91,14 +91,29 @@ def users():
                            args=request.args.to_dict())
 
 
+def _normalize_phone(value):
+    """Store phones as the roster import matches them (no spaces, dashes or +86)."""
+    from .roster import normalize_phone
+
+    return normalize_phone(value) if value else value
+
+
+def _normalize_card(value):
+    from .roster import normalize_card
+
+    return normalize_card(value) if value else value
+
+
 class UserForm(FlaskForm):
     name = StringField(_l("姓名"), validators=[DataRequired(), Length(max=64)])
     username = StringField(_l("用户名"), validators=[DataRequired(), Length(min=2, max=64),
                            Regexp(r"^[A-Za-z0-9_.@-]+$", message=_l("用户名只能用字母、数字和 _ . @ -"))])
-    phone = StringField(_l("手机号"), validators=[Optional(), Regexp(r"^1[3-9]\d{9}$", message=_l("请输入 11 位手机号"))])
+    phone = StringField(_l("手机号"), filters=[lambda v: _normalize_phone(v)],
+                        validators=[Optional(), Regexp(r"^1[3-9]\d{9}$", message=_l("请输入 11 位手机号"))])
     role = SelectField(_l("角色"))
     org_unit_id = SelectField(_l("所在单位"))
-    deputy_card_no = StringField(_l("代表证号"), validators=[Optional(), Length(max=32)])
+    deputy_card_no = StringField(_l("代表证号"), filters=[lambda v: _normalize_card(v)],
+                                 validators=[Optional(), Length(max=32)])
     gender = SelectField(_l("性别"), choices=[("", "—"), ("男", "男"), ("女", "女")], validate_choice=False)
     ethnicity = StringField(_l("民族"), validators=[Optional(), Length(max=16)])
     active = BooleanField(_l("账号有效"), default=True)
