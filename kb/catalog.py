@@ -76,8 +76,8 @@ class Catalog:
         self.version = version
         self.courses = courses
         self._courses = {c.slug: c for c in courses}
-        self._lessons = {(l.course_slug, l.slug): l for c in courses for l in c.lessons}
-        self._by_id = {l.id: l for l in self._lessons.values()}
+        self._lessons = {(les.course_slug, les.slug): les for c in courses for les in c.lessons}
+        self._by_id = {les.id: les for les in self._lessons.values()}
 
     def course(self, slug: str) -> CourseView | None:
         return self._courses.get(slug)
@@ -89,7 +89,7 @@ class Catalog:
         return self._by_id.get(lesson_id)
 
     def lessons(self) -> list[LessonView]:
-        return [l for c in self.courses for l in c.lessons]
+        return [les for c in self.courses for les in c.lessons]
 
     def neighbours(self, lesson: LessonView) -> tuple[LessonView | None, LessonView | None]:
         lessons = self._courses[lesson.course_slug].lessons
@@ -113,14 +113,14 @@ def _load() -> Catalog:
     for c in courses:
         views = tuple(
             LessonView(
-                id=l.id, course_slug=c.slug, course_title=c.title, slug=l.slug,
-                position=l.position, title=l.title, summary=l.summary, minutes=l.minutes,
-                tags=tuple(l.tags or ()), audience=tuple(l.audience or ()),
-                sources=tuple(l.sources or ()), updated=l.updated, html=Markup(l.html),
-                toc=tuple(l.toc or ()), sections=tuple(l.sections or ()),
-                content_hash=l.content_hash,
+                id=les.id, course_slug=c.slug, course_title=c.title, slug=les.slug,
+                position=les.position, title=les.title, summary=les.summary, minutes=les.minutes,
+                tags=tuple(les.tags or ()), audience=tuple(les.audience or ()),
+                sources=tuple(les.sources or ()), updated=les.updated, html=Markup(les.html),
+                toc=tuple(les.toc or ()), sections=tuple(les.sections or ()),
+                content_hash=les.content_hash,
             )
-            for l in by_course.get(c.id, [])
+            for les in by_course.get(c.id, [])
         )
         out.append(CourseView(
             id=c.id, slug=c.slug, title=c.title, summary=c.summary, order=c.order,

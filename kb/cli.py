@@ -44,8 +44,7 @@ def sync(courses_dir, quizzes_dir, rebuild, strict, quiet):
 
 def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=False,
              quiet=True) -> SyncReport:
-    from . import get_catalog
-    from . import searching
+    from . import get_catalog, searching
     from .content.sync import CourseSyncer
     from .pluginhost import call_each
 
@@ -84,8 +83,8 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
             index_note = f"index updated: {len(report.changed_lessons)} lessons"
         else:
             index_note = "index up to date"
-        from .events import ContentSynced
         from . import emit
+        from .events import ContentSynced
 
         emit(ContentSynced(user_id=0, key=f"sync:{time.time_ns()}",
                            changed_lessons=tuple(sorted(report.changed_lessons))), app)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import time
 
-from flask import (Blueprint, abort, current_app, jsonify, make_response, redirect,
-                   render_template, request, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import text
 
-from . import get_catalog
-from . import plugin_manager, search_index
+from . import get_catalog, plugin_manager, search_index
 from .authz import public
 from .extensions import db
 

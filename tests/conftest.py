@@ -71,8 +71,7 @@ def config(tmp_path):
 
 
 def _build(config):
-    from kb import create_app
-    from kb import dbmigrate
+    from kb import create_app, dbmigrate
 
     app = create_app(config)
     with app.app_context():

@@ -40,7 +40,7 @@ def test_sync_loads_courses_and_lessons_in_order(app):
     with app.app_context():
         course = db.session.scalar(select(Course).where(Course.slug == "basics"))
         assert course.title == "乡镇人大基础（测试）" and course.required_for == ["deputy"]
-        assert [l.slug for l in course.lessons] == ["status", "presidium"]
+        assert [les.slug for les in course.lessons] == ["status", "presidium"]
         lesson = course.lessons[1]
         assert lesson.minutes == 12 and lesson.tags == ["主席团", "闭会期间"]
         assert lesson.sources == ["地方组织法(2022) 第十九条"]

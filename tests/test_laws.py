@@ -72,10 +72,10 @@ def test_parse_markdown_layout():
 def _independent_counts(text: str) -> tuple[int, int, int]:
     """Count chapters, sections and articles with plain line rules, not the parser."""
     body = text.split("<!-- INFO END -->", 1)[1]
-    lines = [l.replace("\u3000", " ").strip() for l in body.splitlines()]
-    chapters = sum(1 for l in lines if l.startswith("## ") and re.match(r"## (第\S+[章编]|序言|附则)", re.sub(r"\s+", " ", l)))
-    sections = sum(1 for l in lines if l.startswith("### "))
-    articles = len({m.group(1) for l in lines if (m := re.match(r"^第([一二三四五六七八九十百千零〇两]+)条[ \u3000]", l + " "))})
+    lines = [ln.replace("\u3000", " ").strip() for ln in body.splitlines()]
+    chapters = sum(1 for ln in lines if ln.startswith("## ") and re.match(r"## (第\S+[章编]|序言|附则)", re.sub(r"\s+", " ", ln)))
+    sections = sum(1 for ln in lines if ln.startswith("### "))
+    articles = len({m.group(1) for ln in lines if (m := re.match(r"^第([一二三四五六七八九十百千零〇两]+)条[ \u3000]", ln + " "))})
     return chapters, sections, articles
 
 
@@ -258,4 +258,4 @@ def test_shipped_lessons_have_sources_and_every_citation_resolves(tmp_path):
 
     with app.app_context():
         lessons = db.session.scalars(select(Lesson).where(Lesson.is_active.is_(True))).all()
-        assert lessons and all(lesson.sources for lesson in lessons), [l.slug for l in lessons if not l.sources]
+        assert lessons and all(lesson.sources for lesson in lessons), [ln.slug for ln in lessons if not ln.sources]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from .browser_support import PHONE, LiveServer, build_synced_app, dispose, launch_chromium, require_chromium
+from .browser_support import (
+    PHONE,
+    LiveServer,
+    build_synced_app,
+    dispose,
+    launch_chromium,
+    require_chromium,
+)
 from .conftest import make_config
 
 pytestmark = pytest.mark.browser

@@ -204,8 +204,8 @@ def test_hook_kb_dashboard_cards(psynced):
 
 
 def test_hook_kb_continue_learning(psynced):
-    from kb.models import User
     from kb.extensions import db
+    from kb.models import User
 
     with psynced.app_context():
         user = User(username="d1", name="代表甲", role="deputy")

@@ -99,7 +99,7 @@ def parse_lines(lines: list[str], filename: str = "") -> ParsedLaw:
     history: list[str] = []
     marker = next((k for k in range(i, len(lines)) if lines[k].strip() == "<!-- INFO END -->"), None)
     if marker is not None:
-        history = [_norm(l) for l in lines[i:marker] if _norm(l) and DATE_RE.search(l)]
+        history = [_norm(ln) for ln in lines[i:marker] if _norm(ln) and DATE_RE.search(ln)]
         i = marker + 1
     else:
         # Plain text: history lines are the dated lines before the first structural line.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -16,9 +15,16 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from .. import audit
-from ..authz import (ASSIGNABLE_ROLES, STAFF_ROLES, can_edit_user, can_manage_org,
-                     get_org_or_404, get_user_or_404, roles_required, scoped_orgs,
-                     scoped_users)
+from ..authz import (
+    ASSIGNABLE_ROLES,
+    STAFF_ROLES,
+    can_manage_org,
+    get_org_or_404,
+    get_user_or_404,
+    roles_required,
+    scoped_orgs,
+    scoped_users,
+)
 from ..extensions import db
 from ..models import ORG_KINDS, AuditLog, ImportBatch, OrgUnit, User, utcnow
 
