@@ -43,15 +43,20 @@ def public(view):
     return _mark(view, "public")
 
 
+def _sign_in_first():
+    """Answer an anonymous request: 401 for the API, else the sign-in page that comes back."""
+    if request.path.startswith("/api/"):
+        abort(401)
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
 def login_required(view):
     """Any signed-in, active person may call this view."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):
         if not current_user.is_authenticated:
-            if request.path.startswith("/api/"):
-                abort(401)
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            return _sign_in_first()
         return view(*args, **kwargs)
 
     return _mark(wrapped, "login")
@@ -64,9 +69,7 @@ def roles_required(*roles: str):
         @wraps(view)
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
-                if request.path.startswith("/api/"):
-                    abort(401)
-                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+                return _sign_in_first()
             if current_user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Lesson
-from .cite import CheckProblem, check_citation, find_citations
+from ..records import Problem
+from .cite import check_citation, find_citations
 from .library import LawIndex
 
 
@@ -17,14 +18,14 @@ def _line_of(source: str, needle: str) -> int:
     return source.count("\n", 0, pos) + 1 if pos >= 0 else 1
 
 
-def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[CheckProblem]:
+def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[Problem]:
     """Check every active lesson's ``sources`` and inline citations against the library."""
     index = index or LawIndex()
-    problems: list[CheckProblem] = []
+    problems: list[Problem] = []
     lessons = db.session.scalars(select(Lesson).where(Lesson.is_active.is_(True))
                                  .order_by(Lesson.source_path)).all()
     if index.empty:
-        return [CheckProblem(str(courses_root), 0, "the law library is empty: citations are shown as "
+        return [Problem(str(courses_root), 0, "the law library is empty: citations are shown as "
                              "plain text and cannot be checked (import laws with `kb laws import`)",
                              "warning")]
     for lesson in lessons:
@@ -37,7 +38,7 @@ def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[Che
         for entry in lesson.sources or []:
             found = find_citations(entry, index)
             if not found:
-                problems.append(CheckProblem(path, _line_of(source, entry),
+                problems.append(Problem(path, _line_of(source, entry),
                                              f"source 「{entry}」 is not a citation of a law article "
                                              "(write it like 地方组织法(2022) 第十九条)", "warning"))
             for c in found:
@@ -58,4 +59,4 @@ def _add(problems, seen, c, index, path, line):
     verdict = check_citation(c, index)
     if verdict:
         severity, message = verdict
-        problems.append(CheckProblem(path, line, message, severity))
+        problems.append(Problem(path, line, message, severity))

@@ -134,17 +134,6 @@ def link_citations(html: str, index: LawIndex) -> str:
     return "".join(out)
 
 
-@dataclass
-class CheckProblem:
-    path: str
-    line: int
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
-
-
 def _normalize_article(text: str) -> str:
     return re.sub(r"\s+", "", re.sub(r"^第[^条]+条", "", text))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from ..cli import ensure_database
 from ..extensions import db
 from ..models import OrgUnit, User
 
@@ -36,10 +37,7 @@ def users_list(as_json, inactive):
     """List accounts: username, name, role, organisation path, active."""
     app = _app()
     with app.app_context():
-        from ..dbmigrate import needs_upgrade, upgrade
-
-        if needs_upgrade(app):
-            upgrade(app)
+        ensure_database(app)
         paths = org_paths()
         query = select(User).order_by(User.org_unit_id, User.role, User.username)
         if not inactive:
@@ -67,10 +65,7 @@ def users_import(file, dry_run, codes):
 
     app = _app()
     with app.app_context():
-        from ..dbmigrate import needs_upgrade, upgrade
-
-        if needs_upgrade(app):
-            upgrade(app)
+        ensure_database(app)
         preview = roster.build_preview(file.name, file.read_bytes(), None)
         for error in preview.file_errors:
             click.echo(f"{file}: {error}", err=True)
@@ -111,10 +106,7 @@ def orgs_list(as_json):
     """List units: id, kind, name, code, path, active."""
     app = _app()
     with app.app_context():
-        from ..dbmigrate import needs_upgrade, upgrade
-
-        if needs_upgrade(app):
-            upgrade(app)
+        ensure_database(app)
         paths = org_paths()
         rows = [{"id": o.id, "kind": o.kind, "name": o.name, "code": o.code, "path": paths[o.id],
                  "parent_id": o.parent_id, "active": bool(o.is_active)}
