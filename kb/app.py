@@ -159,6 +159,8 @@ def _security_headers(app: Flask) -> None:
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("X-Frame-Options", "DENY")
         h.setdefault("Referrer-Policy", "same-origin")
-        if getattr(g, "_kb_private", False) or current_user.is_authenticated:
+        # Signed-in pages are personal: never stored by shared caches. Read the session, not
+        # current_user, so this works even when the database is down.
+        if getattr(g, "_kb_private", False) or "_user_id" in session:
             h.setdefault("Cache-Control", "private, no-store")
         return response

@@ -193,7 +193,7 @@ def register_error_handlers(app):
                 return render_template("core/error.html", code=code, title=title(),
                                        message=message()), code
             except Exception:  # the page itself failed: answer plainly rather than not at all
-                if code != 500:
+                if code not in (500, 503):
                     raise
                 return f"{code} {title()}", code, {"Content-Type": "text/plain; charset=utf-8"}
         return handler
@@ -202,6 +202,26 @@ def register_error_handlers(app):
     app.register_error_handler(404, page(404, lambda: _("页面不存在"), lambda: _("您要找的页面不存在或已被移除。")))
     app.register_error_handler(400, page(400, lambda: _("请求无效"), lambda: _("请求无效或已过期，请返回重试。")))
     app.register_error_handler(500, page(500, lambda: _("服务器出错"), lambda: _("服务器暂时出错，请稍后再试。")))
+
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    unavailable = page(503, lambda: _("服务暂时不可用"),
+                       lambda: _("数据库暂时无法连接，请稍后再试。已保存的内容不会丢失。"))
+
+    def database_down(error):
+        """A lost database connection is a 503 with a clear page, not a stack trace."""
+        app.logger.warning("database unavailable: %s", type(error).__name__)
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone: nothing to roll back
+            db.session.remove()
+        response = make_response(unavailable(error))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for exc in (OperationalError, InterfaceError, PoolTimeout):
+        app.register_error_handler(exc, database_down)
 
 
 @bp.app_template_filter("with_hl")

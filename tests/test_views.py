@@ -239,3 +239,21 @@ def test_catalog_is_not_read_per_request(synced_app, client):
     client.get("/courses/basics/status")
     client.get("/courses/basics/presidium")
     assert not [s for s in statements if "lesson" in s.lower()]
+
+
+def test_database_outage_is_a_clear_503(synced_app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def boom(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    client = synced_app.test_client()
+    add_user(synced_app, "dep", "deputy")
+    login(client, "dep")
+    monkeypatch.setattr(db.session, "get", boom)  # the user loader's query fails
+    response = client.get("/")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    page = text(response)
+    assert "服务暂时不可用" in page and "Traceback" not in page
+    monkeypatch.undo()
+    assert client.get("/").status_code == 200  # recovers by itself
