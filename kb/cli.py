@@ -83,6 +83,9 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
             index_note = f"index updated: {len(report.changed_lessons)} lessons"
         else:
             index_note = "index up to date"
+        from .ops import stamp_index
+
+        stamp_index(app)
         from . import emit
         from .events import ContentSynced
 
@@ -217,10 +220,11 @@ def db_revision(message, branch):
 
 def _core_commands():
     from .laws.cli import check, laws_group
+    from .ops_cli import backup_cmd, doctor_cmd, restore_cmd
     from .people.cli import orgs_group, users_group
 
     return (sync, search, serve, demo, plugins_cmd, db_group, users_group, orgs_group,
-            laws_group, check)
+            laws_group, check, doctor_cmd, backup_cmd, restore_cmd)
 
 
 def build_cli(app) -> click.Group:

@@ -32,6 +32,9 @@ def update_index(app, result) -> None:
         if law is not None:
             docs.extend(law_article_documents(law))
     index.update_lessons(sorted(result.changed_keys | result.removed_keys), docs)
+    from ..ops import stamp_index
+
+    stamp_index(app)
 
 
 @click.group("laws")

@@ -1,0 +1,185 @@
+"""Operations: ``kb doctor`` (is this deployment healthy?) and ``kb backup`` / ``kb restore``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from . import config as kb_config
+from .extensions import db
+
+INDEX_STAMP = "kb-content-version"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    severity: str = "error"  # what a failure means: error (broken) or warning
+
+
+def content_version() -> str:
+    """The catalog and law-library versions the search index should reflect."""
+    from .laws.library import library_version
+    from .models import KbMeta
+
+    meta = db.session.get(KbMeta, "catalog_version")
+    return f"catalog={meta.value if meta else 0};laws={library_version()}"
+
+
+def stamp_index(app) -> None:
+    """Record in the index folder which content it was built from (read by ``kb doctor``)."""
+    folder = Path(app.config["INDEX_DIR"])
+    if folder.is_dir():
+        tmp = folder / (INDEX_STAMP + ".tmp")
+        tmp.write_text(content_version(), encoding="utf-8")
+        os.replace(tmp, folder / INDEX_STAMP)
+
+
+def doctor(app) -> list[Check]:
+    """Check configuration, database, migrations, search index, content and plugins."""
+    from . import dbmigrate, searching
+    from .pluginhost import plugin_names
+
+    checks: list[Check] = []
+    secret = app.config.get("SECRET_KEY") or ""
+    production = app.config.get("ENV") == "production"
+    weak = secret == kb_config.DEFAULT_SECRET_KEY or len(secret) < 32
+    checks.append(Check("secret key", not weak,
+                        "set" if not weak else "KB_SECRET_KEY is the default or shorter than 32 characters",
+                        "error" if production else "warning"))
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks.append(Check("database", True, make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+                            .render_as_string(hide_password=True)))
+        pending = dbmigrate.needs_upgrade(app)
+        checks.append(Check("migrations", not pending,
+                            "at " + ", ".join(sorted(dbmigrate.current(app))) if not pending
+                            else "the database is not at the newest schema: run `kb db upgrade`"))
+        stamp_file = Path(app.config["INDEX_DIR"]) / INDEX_STAMP
+        status = searching.get_index(app).status()
+        if not status.get("exists"):
+            checks.append(Check("search index", False, f"missing at {app.config['INDEX_DIR']}: run `kb sync`"))
+        else:
+            current = stamp_file.read_text(encoding="utf-8") if stamp_file.exists() else ""
+            fresh = current == content_version()
+            checks.append(Check("search index", fresh,
+                                f"{status.get('documents')} documents, up to date" if fresh else
+                                "older than the content in the database: run `kb sync`"))
+    except Exception as exc:  # report every failure, never crash the doctor
+        db.session.rollback()
+        checks.append(Check("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+    courses = Path(app.config["COURSES_DIR"])
+    checks.append(Check("courses folder", courses.is_dir(), str(courses), "warning"))
+    names = plugin_names(app.extensions["kb.pm"])
+    checks.append(Check("plugins", True, ", ".join(names) or "none"))
+    return checks
+
+
+# -- backups ----------------------------------------------------------------------------------
+
+class BackupError(RuntimeError):
+    pass
+
+
+def _sqlite_path(app) -> Path | None:
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() != "sqlite":
+        return None
+    if not url.database or url.database == ":memory:":
+        raise BackupError("an in-memory SQLite database cannot be backed up")
+    return Path(url.database)
+
+
+def _pg_args(app) -> tuple[list[str], dict]:
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = url.password
+    args = ["-h", url.host or "localhost", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
+    options = url.query.get("options")
+    if options:
+        env["PGOPTIONS"] = options if isinstance(options, str) else " ".join(options)
+    return args + ["-d", url.database or "postgres"], env
+
+
+def default_backup_path(app) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    suffix = ".sqlite3" if _sqlite_path(app) else ".pgdump"
+    return Path(app.instance_path) / "backups" / f"kb-{stamp}{suffix}"
+
+
+def backup(app, target: Path | None = None) -> Path:
+    """Write a consistent copy of the database while the app keeps running."""
+    target = Path(target or default_backup_path(app))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(app)
+    if path is not None:
+        src = sqlite3.connect(path)
+        dst = sqlite3.connect(target)
+        try:
+            with dst:
+                src.backup(dst)  # SQLite's online backup: readers and writers carry on
+        finally:
+            src.close()
+            dst.close()
+        return target
+    if shutil.which("pg_dump") is None:
+        raise BackupError("pg_dump is not installed (Debian: apt-get install postgresql-client)")
+    args, env = _pg_args(app)
+    schema = _pg_schema(env)
+    cmd = ["pg_dump", "--format=custom", "--no-owner", f"--file={target}", *args]
+    if schema:
+        cmd.append(f"--schema={schema}")
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BackupError(f"pg_dump failed: {result.stderr.strip()[:500]}")
+    return target
+
+
+def _pg_schema(env: dict) -> str | None:
+    options = env.get("PGOPTIONS", "")
+    for part in options.split():
+        if part.startswith("-csearch_path="):
+            return part.split("=", 1)[1]
+    return None
+
+
+def restore(app, source: Path) -> None:
+    """Replace the database's contents with a backup made by :func:`backup`."""
+    source = Path(source)
+    if not source.is_file():
+        raise BackupError(f"{source}: no such backup file")
+    path = _sqlite_path(app)
+    db.session.remove()
+    db.engine.dispose()
+    if path is not None:
+        with open(source, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise BackupError(f"{source}: not a SQLite backup")
+        src = sqlite3.connect(source)
+        dst = sqlite3.connect(path)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        return
+    if shutil.which("pg_restore") is None:
+        raise BackupError("pg_restore is not installed (Debian: apt-get install postgresql-client)")
+    args, env = _pg_args(app)
+    result = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner",
+                             "--single-transaction", *args, str(source)],
+                            env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BackupError(f"pg_restore failed: {result.stderr.strip()[:500]}")
