@@ -170,6 +170,7 @@ def render_markdown(
     extensions: list | None = None,
 ) -> Rendered:
     """Render a lesson body. ``line_offset`` is the file line of the body's first line."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be encoded
     links = _LessonLinkExtension((course, text, line_offset))
     md = markdown.Markdown(
         extensions=[
