@@ -22,6 +22,7 @@ _ENV_KEYS = {
     "KB_DEMO_PASSWORD": "DEMO_PASSWORD",
     "KB_CATALOG_TTL": "CATALOG_TTL",
     "KB_PORT": "PORT",
+    "KB_PROXIES": "PROXIES",
 }
 
 
@@ -45,6 +46,9 @@ def default_config(instance_path: str) -> dict:
         # Seconds a worker trusts its in-memory lesson catalog before checking for a newer sync.
         "CATALOG_TTL": 2.0,
         "PORT": 5000,
+        # How many reverse proxies (nginx) sit in front: their X-Forwarded-For/-Proto are trusted,
+        # so login throttling sees the real address. 0 when the app is reached directly.
+        "PROXIES": 0,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
@@ -60,7 +64,7 @@ def _parse(key: str, raw: str):
         return [p.strip() for p in raw.split(",") if p.strip()]
     if key == "CATALOG_TTL":
         return float(raw)
-    if key == "PORT":
+    if key in ("PORT", "PROXIES"):
         return int(raw)
     return raw
 

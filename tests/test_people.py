@@ -211,3 +211,22 @@ def test_phone_is_stored_normalised(app, people):
                                          "role": "deputy", "org_unit_id": str(people["t1"])})
     with app.app_context():
         assert db.session.scalar(select(User.phone).where(User.username == "norm")) == "13900000010"
+
+
+def test_throttle_uses_the_real_address_behind_a_proxy(tmp_path):
+    from kb import create_app, dbmigrate
+
+    from .conftest import make_config
+
+    app = create_app(make_config(tmp_path, PROXIES=1))
+    with app.app_context():
+        dbmigrate.upgrade(app)
+    client = app.test_client()
+    for i in range(30):
+        client.post("/login", data={"login": f"x{i}", "password": "bad"},
+                    headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    blocked = client.post("/login", data={"login": "y", "password": "bad"},
+                          headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    other = client.post("/login", data={"login": "y", "password": "bad"},
+                        headers={"X-Forwarded-For": "198.51.100.9"}, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert blocked.status_code == 429 and other.status_code == 200
