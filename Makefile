@@ -38,7 +38,14 @@ run: install
 	$(BIN)/kb sync
 	$(BIN)/kb serve
 
-test: install
+# Browser-side test tools (axe-core) from the npm registry, when npm is available.
+NODE_TOOLS := $(if $(shell command -v npm 2>/dev/null),node_modules/.installed)
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
+test: install $(NODE_TOOLS)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: install
