@@ -36,7 +36,7 @@ def force_password_change():
             and request.endpoint not in OPEN_WHILE_CHANGING):
         if request.path.startswith("/api/"):
             return {"error": "password change required", "status": 403}, 403
-        return redirect(url_for("auth.change_password"))
+        return redirect(url_for("auth.change_password", next=request.full_path.rstrip("?")))
     return None
 
 
@@ -88,7 +88,10 @@ def login():
         db.session.commit()
         login_user(user, remember=form.remember.data)
         if user.must_change_password:
-            return redirect(url_for("auth.change_password"))
+            # Keep where the person was going (a check-in link they scanned) for afterwards.
+            target = request.args.get("next")
+            return redirect(url_for("auth.change_password",
+                                    next=_safe_next(target) if target else None))
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
@@ -129,6 +132,6 @@ def change_password():
             audit.record("password.change", user, "本人修改密码")
             db.session.commit()
             flash(_("密码已修改。"), "info")
-            return redirect(url_for("core.home"))
+            return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/password.html", form=form,
                            forced=current_user.must_change_password)

@@ -293,14 +293,16 @@ class _Table:
 _Records = Iterator[tuple[int, list[tuple[str, bool]]]]
 
 
-def read_table(filename: str, data: bytes
+def read_table(filename: str, data: bytes, *, require_org: bool = True
                ) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[str]]:
     """Read a roster: (headers as written, [(row number, {field: text})], file errors).
 
     Row numbers are the spreadsheet's (the header is row 1 unless title rows sit above it).
     Rows whose recognised cells are all blank are left out; unknown columns are ignored.
+    ``require_org=False`` accepts files without a 乡镇/单位 column (enrolling known people
+    in a class by name and phone).
     """
-    table = _read(filename, data)
+    table = _read(filename, data, require_org)
     return table.headers, table.rows, table.file_errors
 
 
@@ -313,7 +315,7 @@ _BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"Rar!", b"7z\xb
 _NOT_A_SHEET = "文件不是表格：请上传 Excel 工作簿（.xlsx）或 CSV 文件（.csv）"
 
 
-def _read(filename: str, data: bytes) -> _Table:
+def _read(filename: str, data: bytes, require_org: bool = True) -> _Table:
     table = _Table()
     if not data:
         table.file_errors.append("文件是空的")
@@ -326,7 +328,7 @@ def _read(filename: str, data: bytes) -> _Table:
         return table
     ext = PurePath(filename or "").suffix.lower()
     if data.startswith(b"PK\x03\x04") or ext in (".xlsx", ".xlsm"):
-        return _tabulate(table, _xlsx_records(table, data))
+        return _tabulate(table, _xlsx_records(table, data), require_org)
     if data.startswith(b"\xd0\xcf\x11\xe0") or ext in (".xls", ".et"):
         table.file_errors.append("不支持旧版 Excel（.xls）或 WPS 格式，也不支持加密的工作簿："
                                  "请在 Excel 中另存为 .xlsx 或「CSV UTF-8」后再上传")
@@ -341,7 +343,7 @@ def _read(filename: str, data: bytes) -> _Table:
     text = _decode_csv(table, data)
     if text is None:
         return table
-    return _tabulate(table, _csv_records(table, text))
+    return _tabulate(table, _csv_records(table, text), require_org)
 
 
 def _decode_csv(table: _Table, data: bytes) -> str | None:
@@ -462,7 +464,7 @@ def _xlsx_records(table: _Table, data: bytes) -> _Records:
         wb.close()
 
 
-def _tabulate(table: _Table, records: _Records) -> _Table:
+def _tabulate(table: _Table, records: _Records, require_org: bool = True) -> _Table:
     """Find the header row, map its cells to fields, and collect the data rows."""
     col_index: dict[str, int] = {}
     first_headers: list[str] | None = None
@@ -496,7 +498,7 @@ def _tabulate(table: _Table, records: _Records) -> _Table:
                     col_index[f] = i
                     table.columns[f] = texts[i]
                 missing = []
-                if "org" not in col_index:
+                if "org" not in col_index and require_org:
                     missing.append("缺少必填列「乡镇/单位」")
                 if "phone" not in col_index and "deputy_card_no" not in col_index:
                     missing.append("缺少「手机号」或「代表证号」列（至少要有一列）")
