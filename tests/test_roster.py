@@ -438,3 +438,13 @@ def test_export_round_trip_and_neutralisation(db_app):
         # Re-importing the plain rows (no formula characters) of an export changes nothing.
         plain = roster.to_xlsx([rows[1]])
         assert build_preview("r.xlsx", plain, None).counts["unchanged"] == 1
+
+
+def test_read_table_without_org_column_when_not_required():
+    from kb.people.roster import read_table
+
+    data = "姓名,手机号\n张三,13800000001\n".encode("utf-8-sig")
+    _h, rows, errors = read_table("a.csv", data)
+    assert errors and "乡镇/单位" in errors[0]
+    _h, rows, errors = read_table("a.csv", data, require_org=False)
+    assert not errors and rows == [(2, {"name": "张三", "phone": "13800000001"})]

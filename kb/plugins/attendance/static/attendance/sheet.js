@@ -1,0 +1,7 @@
+// Sign-in sheet: the print button.
+(function () {
+  "use strict";
+  document.querySelectorAll(".att-print").forEach(function (b) {
+    b.addEventListener("click", function () { window.print(); });
+  });
+})();
