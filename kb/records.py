@@ -64,8 +64,10 @@ class MigrationDir:
 class ReportScope:
     """What an organisation report is being computed for.
 
-    ``level`` is the row kind ("township" rows of a county, "person" rows of a township);
-    ``row_ids`` are the org unit ids or user ids of the rows; ``year`` the study year.
+    ``level`` is the row kind: "county" rows (org unit ids of counties, for a province view),
+    "township" rows of a county (org unit ids), or "person" rows of a township (user ids);
+    ``row_ids`` are those ids; ``year`` the study year. A plugin returns columns only for the
+    levels it can compute and an empty list for the others.
     """
 
     level: str
