@@ -6,7 +6,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from .extensions import db
-from .models import OrgUnit, User, password_method
+from .models import OrgUnit, User, add_org_unit, password_method
 from .pluginhost import call_each
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈"
@@ -25,12 +25,7 @@ def _name(i: int) -> str:
 
 def _org(kind, name, code, parent):
     unit = db.session.scalar(select(OrgUnit).where(OrgUnit.code == code))
-    if unit is None:
-        unit = OrgUnit(kind=kind, name=name, code=code, parent=parent)
-        db.session.add(unit)
-        db.session.flush()
-        unit.path = (parent.path if parent else "/") + f"{unit.id}/"
-    return unit
+    return unit if unit is not None else add_org_unit(kind, name, parent, code)
 
 
 def _user(username, name, role, org, phone, password_hash, created):

@@ -69,6 +69,16 @@ class OrgUnit(db.Model):
         return f"<OrgUnit {self.kind} {self.name}>"
 
 
+def add_org_unit(kind: str, name: str, parent: OrgUnit | None = None,
+                 code: str | None = None) -> OrgUnit:
+    """Add a unit under ``parent`` with its materialised path (flushes to get the id)."""
+    unit = OrgUnit(kind=kind, name=name, code=code, parent=parent, path="/")
+    db.session.add(unit)
+    db.session.flush()
+    unit.path = (parent.path if parent else "/") + f"{unit.id}/"
+    return unit
+
+
 class User(UserMixin, db.Model):
     """A person with one role in exactly one organisation. Deactivated, never deleted."""
 

@@ -151,6 +151,26 @@ def synced_app(app):
     return app
 
 
+def make_org(kind, name, parent=None, code=None):
+    """Add an org unit (inside an app context); see :func:`kb.models.add_org_unit`."""
+    from kb.models import add_org_unit
+
+    return add_org_unit(kind, name, parent, code)
+
+
+def make_user(username, role, org, name=None, phone=None, card=None, password="pw"):
+    """Add a person (inside an app context) and flush so the id is known."""
+    from kb.extensions import db
+    from kb.models import User
+
+    user = User(username=username, name=name or username, role=role, org_unit=org, phone=phone,
+                deputy_card_no=card)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
 def login(client, username, password="pw"):
     return client.post("/login", data={"login": username, "password": password},
                        follow_redirects=False)

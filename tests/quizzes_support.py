@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kb.extensions import db
-from kb.models import OrgUnit, User
+
+from .conftest import make_org as org
+from .conftest import make_user as person
 
 QUIZ_YAML = """\
 title: 基础测验
@@ -54,20 +56,8 @@ def write_quiz(app, slug="basics-quiz", text=QUIZ_YAML) -> Path:
     return path
 
 
-def org(kind, name, parent=None):
-    unit = OrgUnit(kind=kind, name=name, parent=parent, path="/")
-    db.session.add(unit)
-    db.session.flush()
-    unit.path = (parent.path if parent else "/") + f"{unit.id}/"
-    return unit
 
 
-def person(username, role, unit, name=None):
-    user = User(username=username, name=name or username, role=role, org_unit=unit)
-    user.set_password("pw")
-    db.session.add(user)
-    db.session.flush()
-    return user
 
 
 def small_world():

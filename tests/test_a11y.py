@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from .browser_support import PHONE, LiveServer, build_synced_app, dispose, launch_chromium, require_chromium
+from .browser_support import (
+    PHONE,
+    LiveServer,
+    build_synced_app,
+    dispose,
+    launch_chromium,
+    require_chromium,
+)
 from .conftest import make_config
 
 pytestmark = pytest.mark.browser

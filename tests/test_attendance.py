@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 import kb
 from kb.extensions import db
-from kb.models import OrgUnit, User
+from kb.models import User
 from kb.plugins.attendance import service
 from kb.plugins.attendance.models import (
     Enrolment,
@@ -25,6 +25,8 @@ from kb.plugins.attendance.models import (
 from kb.records import ReportScope
 
 from .conftest import login
+from .conftest import make_org as _org
+from .conftest import make_user as _user
 
 # 2026-03-02 09:00 in Asia/Shanghai is 01:00 UTC; on a 15-second slot boundary.
 START = datetime(2026, 3, 2, 1, 0, 0)
@@ -45,21 +47,8 @@ def clock(monkeypatch):
     return c
 
 
-def _org(kind, name, parent=None):
-    org = OrgUnit(kind=kind, name=name, parent=parent, path="/")
-    db.session.add(org)
-    db.session.flush()
-    org.path = (parent.path if parent else "/") + f"{org.id}/"
-    return org
 
 
-def _user(username, role, org, name=None, phone=None, card=None):
-    user = User(username=username, name=name or username, role=role, org_unit=org, phone=phone,
-                deputy_card_no=card)
-    user.set_password("pw")
-    db.session.add(user)
-    db.session.flush()
-    return user
 
 
 def make_world(app, sessions=((0, 2),)):

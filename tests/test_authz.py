@@ -10,7 +10,10 @@ import pytest
 
 from kb.authz import access_rule
 from kb.extensions import db
-from kb.models import ImportBatch, OrgUnit, User
+from kb.models import ImportBatch
+
+from .conftest import make_org as _org
+from .conftest import make_user as _user
 
 # URL arguments that name an object with an owner; "other" values lie outside county A.
 SCOPED_ARGS = {"user_id", "org_id", "token"}
@@ -20,20 +23,8 @@ OTHER_COUNTY_MARK = "外县甲某"
 OTHER_TOWNSHIP_MARK = "邻镇乙某"
 
 
-def _org(kind, name, parent=None):
-    org = OrgUnit(kind=kind, name=name, parent=parent, path="/")
-    db.session.add(org)
-    db.session.flush()
-    org.path = (parent.path if parent else "/") + f"{org.id}/"
-    return org
 
 
-def _user(username, role, org, name=None):
-    user = User(username=username, name=name or username, role=role, org_unit=org)
-    user.set_password("pw")
-    db.session.add(user)
-    db.session.flush()
-    return user
 
 
 @pytest.fixture

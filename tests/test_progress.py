@@ -21,23 +21,13 @@ from kb.plugins.progress import rules, service
 from kb.plugins.progress.models import Claim, LedgerEntry, LessonProgress, Notice, RequiredCourse
 
 from .conftest import make_config
+from .conftest import make_org as _org
+from .conftest import make_user as _user
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def _org(kind, name, parent=None):
-    org = OrgUnit(kind=kind, name=name, parent=parent, path="/")
-    db.session.add(org)
-    db.session.flush()
-    org.path = (parent.path if parent else "/") + f"{org.id}/"
-    return org
 
 
-def _user(username, role, org, name=None):
-    user = User(username=username, name=name or username, role=role, org_unit=org)
-    user.set_password("pw")
-    db.session.add(user)
-    db.session.flush()
-    return user
 
 
 def make_world(app):

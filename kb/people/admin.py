@@ -26,7 +26,7 @@ from ..authz import (
     scoped_users,
 )
 from ..extensions import db
-from ..models import ORG_KINDS, AuditLog, ImportBatch, OrgUnit, User, utcnow
+from ..models import ORG_KINDS, AuditLog, ImportBatch, OrgUnit, User, add_org_unit, utcnow
 
 bp = Blueprint("people", __name__, url_prefix="/admin")
 
@@ -339,11 +339,8 @@ def orgs():
         if error:
             flash(error, "error")
         else:
-            org = OrgUnit(name=form.name.data.strip(), code=(form.code.data or "").strip() or None,
-                          kind=form.kind.data, parent=parent, path="/")
-            db.session.add(org)
-            db.session.flush()
-            org.path = (parent.path if parent else "/") + f"{org.id}/"
+            org = add_org_unit(form.kind.data, form.name.data.strip(), parent,
+                               (form.code.data or "").strip() or None)
             audit.record("org.create", org, f"新建单位 {org.name}", kind=org.kind)
             db.session.commit()
             flash(_("已新建单位：%(name)s", name=org.name), "info")
