@@ -6,6 +6,8 @@ fails the test, and so does a URL argument the test does not know how to fill.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from kb.authz import access_rule
@@ -15,6 +17,7 @@ from kb.models import ImportBatch
 from .conftest import make_org as _org
 from .conftest import make_user as _user
 
+INLINE_RE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\sstyle=\"|\son[a-z]+=\"", re.I)
 # URL arguments that name an object with an owner; "other" values lie outside county A.
 SCOPED_ARGS = {"user_id", "org_id", "token"}
 ROLES = ("deputy", "presidium", "chair", "secretary", "county_staff", "admin")
@@ -166,6 +169,9 @@ def test_matrix(synced_app, world, role):
                 if code not in (403, 404):
                     problems.append(f"{role} {url}: {code} (object outside scope: expected 403/404)")
                 continue
+            # The CSP forbids inline script and style: no page may rely on them.
+            if response.mimetype == "text/html" and INLINE_RE.search(body):
+                problems.append(f"{role} {url}: inline script/style/handler: {INLINE_RE.search(body).group(0)[:60]}")
             # Whatever was returned must not name people outside the viewer's scope.
             if role != "admin" and OTHER_COUNTY_MARK in body:
                 problems.append(f"{role} {url}: shows a person of another county")
