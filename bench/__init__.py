@@ -1,0 +1,1 @@
+"""kb benchmarks: run with ``python -m bench`` (see docs/PERFORMANCE.md)."""
