@@ -546,3 +546,21 @@ def test_law_subword_recall_is_exact(law_index):
     # a single word is matched exactly: nothing else comes back
     expected = {d.url for d in docs if "会期" in d.title + d.heading + d.body}
     assert set(urls(ix.search("会期", per_page=100))) == expected
+
+
+def test_document_matching_more_words_ranks_first_among_many(tmp_path):
+    """A document matching more query words ranks first even when added last among many,
+    and the total counts every match (searches are scored exhaustively, no pruning)."""
+    from kb.search import SearchDoc, SearchIndex
+
+    docs = [SearchDoc(kind="lesson", course="c", lesson=f"l{i}", anchor="", url=f"/c/l{i}",
+                      title=f"第{i}课", heading="", body=f"食品安全的规定第{i}条。" * (1 + i % 5))
+            for i in range(300)]
+    docs.append(SearchDoc(kind="lesson", course="c", lesson="both", anchor="", url="/c/both",
+                          title="末课", heading="", body="食品安全和预算调整都在这里。"))
+    index = SearchIndex(tmp_path / "idx")
+    index.rebuild(docs)
+    results = index.search("食品安全 预算调整", per_page=10)
+    assert results.hits[0].lesson == "both"
+    assert results.total == 301
+    index.close()

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from whoosh import collectors
 from whoosh import index as windex
 from whoosh import query as Q
 from whoosh.fields import ID, KEYWORD, STORED, TEXT, Schema
@@ -234,6 +235,11 @@ class _BonusMatcher(WrappingMatcher):
 
     def _replacement(self, newchild):
         return _BonusMatcher(newchild, self.bonus)
+
+    def replace(self, minquality=0):
+        # The child's scores do not include the bonus: ask it for what it must reach itself.
+        child = self.child.replace(max(0.0, minquality - self.bonus) if minquality else 0)
+        return self if child is self.child else self._replacement(child)
 
     def supports_block_quality(self):
         return False
@@ -540,7 +546,12 @@ def parse_query(text: str) -> ParsedQuery:
 def build_query(pq: ParsedQuery):
     """The Whoosh query for a parsed query (None when there is nothing to search)."""
     clauses = []
+    # A lone character next to real words (人, 会, 法 in a sentence) matches most documents and
+    # expands to hundreds of terms: search single characters only when nothing else is asked.
+    has_words = any(len(u) > 1 or not is_han for u, is_han in pq.units)
     for unit, is_han in pq.units:
+        if has_words and is_han and len(unit) == 1:
+            continue
         forms = []
         for name, boost in FIELD_BOOSTS:
             if is_han and len(unit) == 1:
@@ -839,9 +850,15 @@ class SearchIndex:
                 return empty
             filt = self._filter(course, tag, kind, audience)
             try:
-                results = searcher.search(
-                    wq, limit=page * per_page, filter=filt, optimize=False, terms=False
-                )
+                # No pruning: the score tiers (UNIT_BONUS) are added outside the child matchers, so
+                # Whoosh's block-quality skipping and matcher replacement would drop documents
+                # that belong in the top hits. Exhaustive scoring is the correct ranking.
+                collector = collectors.TopCollector(limit=page * per_page, usequality=False,
+                                                    replace=0)
+                if filt is not None:
+                    collector = collectors.FilterCollector(collector, allow=filt)
+                searcher.search_with_collector(wq, collector)
+                results = collector.results()
                 total = len(results)
                 rows = [(hit.score, hit.fields()) for hit in results[(page - 1) * per_page :]]
                 suggestions = [] if total else self._suggest(searcher, pq)
