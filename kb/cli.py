@@ -73,13 +73,16 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
                 report.problem(p.path, p.line, p.message, p.severity)
 
         app.extensions["kb.catalog"].invalidate()
-        cat = get_catalog(app)
         index = searching.get_index(app)
         if rebuild or not index.exists():
-            count = searching.rebuild(app, cat)
+            count = searching.rebuild(app, get_catalog(app))
             index_note = f"index rebuilt: {count} documents"
         elif report.changed_lessons:
-            searching.update_lessons(app, cat, sorted(report.changed_lessons))
+            # Only the changed lessons are needed here, not the whole catalog.
+            from .catalog import load_lessons
+
+            searching.update_lessons(app, load_lessons(report.changed_lessons),
+                                     sorted(report.changed_lessons))
             index_note = f"index updated: {len(report.changed_lessons)} lessons"
         else:
             index_note = "index up to date"

@@ -220,3 +220,83 @@ def test_missing_courses_dir(tmp_path):
         dbmigrate.upgrade(app)
     report = run_sync(app)
     assert not report.errors and report.added == {}
+
+
+def _selects(app):
+    """Collect the SELECT statements run on the app's engine (a list filled while in use)."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def test_sync_never_reads_lesson_html_or_sections(app, courses):
+    write(courses / "basics" / "03-links.md",
+          "---\ntitle: 链接\n---\n第一行。\n\n[坏](09-nothing.md)\n")
+    run_sync(app)
+    seen, stop = _selects(app)
+    try:
+        unchanged = run_sync(app)
+        assert not unchanged.changed_lessons
+        # the stored link problem is still reported although the links were not re-checked
+        assert "courses/basics/03-links.md:6: broken link to 09-nothing.md: no such lesson" in messages(unchanged)
+        assert seen and not [s for s in seen if "lesson.html" in s or "lesson.sections" in s]
+        seen.clear()
+        path = courses / "basics" / "01-status.md"
+        path.write_text(path.read_text() + "\n\n## 新增小节\n\n新内容。\n")
+        changed = run_sync(app)
+        assert changed.changed_lessons == {("basics", "status")}
+        assert not [s for s in seen if "lesson.html" in s]
+        # only the changed lesson's sections were read (to update its search documents)
+        assert len([s for s in seen if "lesson.sections" in s]) == 1
+    finally:
+        stop()
+    from kb import search_index
+
+    with app.app_context():
+        assert any(h.lesson == "status" for h in search_index(app).search("新内容").hits)
+
+
+def test_partial_catalog_fetches_html_on_demand(app):
+    from kb import get_catalog
+    from kb.catalog import load_lessons
+
+    run_sync(app)
+    with app.app_context():
+        full = get_catalog(app).lesson("basics", "presidium")
+        part = load_lessons([("basics", "presidium"), ("basics", "nothing")])
+        assert [les.key for les in part.lessons()] == [("basics", "presidium")]
+        lesson = part.lesson("basics", "presidium")
+        assert lesson.html_text is None and lesson.sections == full.sections
+        seen, stop = _selects(app)
+        try:
+            assert lesson.html == full.html
+            assert '<h2 id="闭会期间主席团做什么">' in lesson.html  # the second time from the LRU
+        finally:
+            stop()
+        assert len(seen) == 1 and "lesson.html" in seen[0]
+
+
+def test_renumbered_lesson_moves_in_the_course(app, config):
+    from pathlib import Path
+
+    run_sync(app)
+    root = Path(config["COURSES_DIR"]) / "basics"
+    (root / "01-status.md").rename(root / "03-status.md")
+    report = run_sync(app)
+    assert report.unchanged["lesson"] == 4 and not report.errors
+    from kb import get_catalog
+
+    with app.app_context():
+        app.extensions["kb.catalog"].invalidate()
+        assert [les.slug for les in get_catalog().course("basics").lessons] == ["presidium", "status"]
+        lesson = db.session.scalar(select(Lesson).where(Lesson.slug == "status"))
+        assert lesson.source_path.endswith("03-status.md")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import load_only
 
 from ..extensions import db
 from ..models import ContentProblem, Course, KbMeta, Lesson, utcnow
@@ -40,6 +41,7 @@ class CourseSyncer:
         self.progress = progress or (lambda path: None)
         self.force = force
         self._touched_paths: set[str] = set()
+        self._moved = False  # an unchanged lesson got a new position
         from ..laws.library import LawIndex, library_version
 
         # Plugin Markdown extensions and the law library (citation links) change the output:
@@ -79,24 +81,32 @@ class CourseSyncer:
             if slug not in seen_courses and course.is_active:
                 course.is_active = False
                 self.report.count("removed", "course")
-                for lesson in course.lessons:
+                for lesson in _light_lessons(course):
                     if lesson.is_active:
                         lesson.is_active = False
                         self.report.count("removed", "lesson")
                         self.report.changed_lessons.add((slug, lesson.slug))
         db.session.flush()
-        # Forget problems of files that no longer exist.
-        for problem in db.session.scalars(select(ContentProblem)):
-            if problem.severity != "link" and problem.path not in self._touched_paths:
-                db.session.delete(problem)
-        self._check_links()
-        if self.report.changed_lessons or any(self.report.added.values()) or any(
-            self.report.updated.values()) or any(self.report.removed.values()):
-            bump_catalog_version()
-        db.session.commit()
-        self.report.problems = [
-            p for p in _stored_problems()
+        # Forget problems of files that no longer exist (only their paths are read here).
+        stale = [
+            path for path in db.session.scalars(
+                select(ContentProblem.path).where(ContentProblem.severity != "link").distinct()
+            )
+            if path not in self._touched_paths
         ]
+        for i in range(0, len(stale), 500):
+            db.session.execute(delete(ContentProblem).where(
+                ContentProblem.severity != "link", ContentProblem.path.in_(stale[i:i + 500])))
+        changed = bool(self.report.changed_lessons or any(self.report.added.values()) or any(
+            self.report.updated.values()) or any(self.report.removed.values()))
+        # Links only change when some lesson (or course) changed: otherwise the stored link
+        # problems are still right.
+        if changed or self.force or self._moved:
+            self._check_links()
+        if changed or self._moved:
+            bump_catalog_version()  # workers reload their catalog (order and paths changed)
+        db.session.commit()
+        self.report.problems = _stored_problems()
         return self.report
 
     def _sync_course(self, course_dir: Path, course: Course | None) -> None:
@@ -133,7 +143,7 @@ class CourseSyncer:
             self._problems_for(rel, problems)
         db.session.flush()
 
-        lessons = {lesson.slug: lesson for lesson in course.lessons}
+        lessons = {lesson.slug: lesson for lesson in _light_lessons(course)}
         seen: dict[str, str] = {}
         for path in sorted(p for p in course_dir.iterdir() if p.is_file()):
             if path.name == COURSE_FILE or path.name.startswith("."):
@@ -185,8 +195,11 @@ class CourseSyncer:
         raw = path.read_bytes()
         digest = file_hash(raw, self._signature)
         if lesson is not None and not self.force and lesson.content_hash == digest and lesson.is_active:
-            if lesson.position != position:
+            if lesson.position != position or lesson.source_path != rel:
+                # Renumbered (01-x.md → 03-x.md): same content, new place in the course.
                 lesson.position = position
+                lesson.source_path = rel
+                self._moved = True
             self.report.count("unchanged", "lesson")
             return
         problems: list[tuple[int, str, str]] = []
@@ -250,28 +263,53 @@ class CourseSyncer:
     def _check_links(self) -> None:
         """Check every link between lessons against the catalog as it now is."""
         db.session.execute(delete(ContentProblem).where(ContentProblem.severity == "link"))
-        files: dict[tuple[str, str], Lesson] = {}
-        active = db.session.scalars(select(Lesson).where(Lesson.is_active.is_(True))).all()
-        for lesson in active:
-            files[(lesson.course.slug, Path(lesson.source_path).name)] = lesson
-        for lesson in active:
-            for link in lesson.links or []:
+        # Plain rows of the few columns needed (never the HTML or the sections).
+        active = db.session.execute(
+            select(Course.slug, Lesson.source_path, Lesson.toc, Lesson.links)
+            .join(Course, Lesson.course_id == Course.id)
+            .where(Lesson.is_active.is_(True))
+            .order_by(Lesson.id)
+        ).all()
+        files = {(row.slug, Path(row.source_path).name): row for row in active}
+        anchors: dict[str, set[str]] = {}
+        for row in active:
+            for link in row.links or []:
                 target = files.get((link["target_course"], link["target_file"]))
                 message = None
                 if target is None:
                     message = f"broken link to {link['href']}: no such lesson"
-                elif link["anchor"] and link["anchor"] not in {t["id"] for t in target.toc}:
-                    message = f"broken link to {link['href']}: no heading #{link['anchor']} in {target.source_path}"
+                elif link["anchor"]:
+                    ids = anchors.get(target.source_path)
+                    if ids is None:
+                        ids = anchors[target.source_path] = {t["id"] for t in target.toc or ()}
+                    if link["anchor"] not in ids:
+                        message = f"broken link to {link['href']}: no heading #{link['anchor']} in {target.source_path}"
                 if message:
-                    db.session.add(ContentProblem(path=lesson.source_path, line=link["line"],
+                    db.session.add(ContentProblem(path=row.source_path, line=link["line"],
                                                   message=message, severity="link"))
+
+
+# The columns the change check reads; the heavy ones (html, toc, sections, links, ...) are
+# loaded only when a lesson is actually re-rendered (assigning them needs no load).
+_CHECK_COLUMNS = (Lesson.id, Lesson.course_id, Lesson.slug, Lesson.position, Lesson.content_hash,
+                  Lesson.is_active, Lesson.source_path)
+
+
+def _light_lessons(course: Course) -> list[Lesson]:
+    """The course's lessons with only the columns the change check needs."""
+    if course.id is None:
+        return []
+    return list(db.session.scalars(
+        select(Lesson).where(Lesson.course_id == course.id).options(load_only(*_CHECK_COLUMNS))
+    ))
 
 
 def _stored_problems():
     from ..records import Problem
 
-    rows = db.session.scalars(
-        select(ContentProblem).order_by(ContentProblem.path, ContentProblem.line)
+    rows = db.session.execute(
+        select(ContentProblem.path, ContentProblem.line, ContentProblem.message, ContentProblem.severity)
+        .order_by(ContentProblem.path, ContentProblem.line)
     )
     return [
         Problem(r.path, r.line, r.message, "warning" if r.severity == "warning" else "error")
