@@ -143,12 +143,53 @@ def _template_helpers(app: Flask) -> None:
                 out.append(a)
         return out
 
-    from flask_babel import get_locale
+    from flask_babel import get_locale, get_translations
+
+    def translations():
+        """Flask-Babel's translations for this request, looked up once per request.
+
+        Flask-Babel resolves the domain, the locale and its cache on every ``_()`` in a
+        template; a page has about twenty. Kept in ``g`` with the locale object it was found
+        for, so ``flask_babel.refresh()`` (which drops that locale) still takes effect.
+        """
+        try:
+            ctx_g = g._get_current_object()  # one context lookup, not one per attribute
+        except RuntimeError:  # no app context: Flask-Babel answers with null translations
+            return get_translations()
+        locale = getattr(getattr(ctx_g, "_flask_babel", None), "babel_locale", None)
+        hit = getattr(ctx_g, "_kb_translations", None)
+        if hit is not None and locale is not None and hit[0] is locale:
+            return hit[1]
+        found = get_translations()
+        ctx_g._kb_translations = (getattr(getattr(ctx_g, "_flask_babel", None), "babel_locale", None),
+                                  found)
+        return found
+
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+    )
+
+    static_urls: dict = {}
+
+    def fixed_url(endpoint: str, **values) -> str:
+        """``url_for`` for the page chrome's fixed links (no request-dependent arguments),
+        built once per worker and URL prefix (``SCRIPT_NAME``)."""
+        key = (request.script_root, endpoint, tuple(sorted(values.items())))
+        url = static_urls.get(key)
+        if url is None:
+            from flask import url_for
+
+            url = static_urls[key] = url_for(endpoint, **values)
+        return url
 
     app.jinja_env.filters["dict_without"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     app.jinja_env.globals.update(slot=slot, continue_learning=continue_learning,
                                  page_assets=page_assets, LANGUAGES=LANGUAGES,
-                                 get_locale=get_locale)
+                                 get_locale=get_locale, fixed_url=fixed_url)
 
 
 CSP = (

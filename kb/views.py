@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 
 from flask import (
     Blueprint,
@@ -13,13 +15,15 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import text
 
-from . import get_catalog, plugin_manager, search_index
+from . import default_hooks, get_catalog, plugin_manager, search_index
 from .authz import public
 from .extensions import db
 
@@ -33,8 +37,62 @@ def can_view(obj) -> bool:
     return bool(plugin_manager().hook.kb_can_view(user=current_user, obj=obj))
 
 
+def _only_core_can_view() -> bool:
+    """True when no plugin implements ``kb_can_view``: the core's audience rule decides alone."""
+    return all(impl.plugin is default_hooks for impl in plugin_manager().hook.kb_can_view.get_hookimpls())
+
+
+def _role_key():
+    """What the core's audience rule looks at: the role, with both staff roles seeing all."""
+    role = getattr(current_user, "role", None)
+    return "__staff__" if role in ("admin", "county_staff") else role
+
+
+class _VisibleLessons:
+    """Per worker: each course's lessons visible to a role, for one catalog version.
+
+    Used only while the core's rule is the only ``kb_can_view``: it depends on the lesson's
+    audience and the user's role alone, so the list is the same for every user of a role.
+    """
+
+    def __init__(self):
+        self._catalog = None
+        self._lists: dict = {}
+
+    def get(self, catalog, course, role):
+        if self._catalog is not catalog:  # a reloaded catalog: start afresh
+            self._lists = {}
+            self._catalog = catalog
+        key = (course.slug, role)
+        hit = self._lists.get(key)
+        if hit is None:
+            staff = role == "__staff__"
+            lessons = tuple(les for les in course.lessons
+                            if not les.audience or staff or role in les.audience)
+            hit = (lessons, {les.key: i for i, les in enumerate(lessons)})
+            self._lists[key] = hit
+        return hit
+
+
+def _worker_cache(name: str, factory):
+    """This app's per-worker cache ``name`` (made on first use)."""
+    cache = current_app.extensions.get(name)
+    if cache is None:
+        cache = current_app.extensions.setdefault(name, factory())
+    return cache
+
+
+def _visible_with_index(course, cat=None):
+    """(visible lessons of ``course``, {lesson key: index}) for the current user."""
+    if _only_core_can_view():
+        return _worker_cache("kb.visible_lessons", _VisibleLessons).get(
+            cat or get_catalog(), course, _role_key())
+    lessons = tuple(lesson for lesson in course.lessons if can_view(lesson))
+    return lessons, {les.key: i for i, les in enumerate(lessons)}
+
+
 def visible_lessons(course):
-    return [lesson for lesson in course.lessons if can_view(lesson)]
+    return list(_visible_with_index(course)[0])
 
 
 @bp.get("/")
@@ -65,13 +123,101 @@ def lesson(course_slug, lesson_slug):
     if lesson is None or not can_view(lesson):
         abort(404)
     course = cat.course(course_slug)
-    lessons = visible_lessons(course)
-    i = lessons.index(lesson)
+    lessons, index = _visible_with_index(course, cat)
+    i = index[lesson.key]
     prev_lesson = lessons[i - 1] if i > 0 else None
     next_lesson = lessons[i + 1] if i + 1 < len(lessons) else None
-    return render_template("core/lesson.html", course=course, lesson=lesson,
-                           prev_lesson=prev_lesson, next_lesson=next_lesson,
-                           position=i + 1, count=len(lessons))
+    article, pager, fragment_key = _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson,
+                                                     i + 1, len(lessons))
+    page = dict(course=course, lesson=lesson, prev_lesson=prev_lesson, next_lesson=next_lesson,
+                position=i + 1, count=len(lessons), lesson_article=article, lesson_pager=pager)
+    if current_user.is_authenticated or "_flashes" in session:
+        return render_template("core/lesson.html", **page)
+    return _anonymous_page(cat, fragment_key, page)
+
+
+def _anonymous_page(cat, fragment_key, page):
+    """An anonymous reader's lesson page, rendered once per everything it is made of.
+
+    The plugins' hooks are still asked on every request (nav items, lesson panels, page
+    assets); their answers, with the locale, the font cookie, the URL and the cached article's
+    key, form the key, so a page is reused only when every input is the same.
+    """
+    env = current_app.jinja_env.globals
+    nav = tuple(env["slot"]("kb_nav_items", user=current_user))
+    panels = tuple(env["slot"]("kb_lesson_panels", lesson=page["lesson"], user=current_user))
+    assets = tuple(env["page_assets"]())
+    key = ("anonymous", fragment_key, request.cookies.get(FONT_COOKIE) == "large",
+           request.full_path, nav, panels, assets)
+    try:
+        hash(key)
+    except TypeError:  # a plugin's record holds something unhashable: render as usual
+        key = None
+
+    def render():
+        return (render_template("core/lesson.html", nav_items=nav, lesson_panels=panels,
+                                page_assets_=assets, **page),)
+
+    if key is None:
+        return render()[0]
+    return _worker_cache("kb.anonymous_pages", _FragmentCache).get(cat, key, render)[0]
+
+
+class _FragmentCache:
+    """Per worker: the parts of a lesson page that are the same for every reader.
+
+    The crumbs, article (header, table of contents, body, sources, tags) and pager depend only
+    on the catalog (its version), the lesson's place among the lessons the reader may see, the
+    locale and the app's URL prefix, so they are rendered once per such key and reused. A
+    small LRU, bounded in entries and in characters, emptied when the catalog is reloaded.
+    """
+
+    MAX_ENTRIES = 128
+    MAX_CHARS = 8_000_000
+
+    def __init__(self):
+        self._catalog = None
+        self._parts: OrderedDict = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, catalog, key, render):
+        with self._lock:
+            if self._catalog is not catalog:
+                self._parts.clear()
+                self._chars = 0
+                self._catalog = catalog
+            hit = self._parts.get(key)
+            if hit is not None:
+                self._parts.move_to_end(key)
+                return hit
+        hit = render()
+        size = sum(len(part) for part in hit)
+        with self._lock:
+            if self._catalog is catalog and key not in self._parts:
+                self._parts[key] = hit
+                self._chars += size
+                while self._parts and (len(self._parts) > self.MAX_ENTRIES
+                                       or self._chars > self.MAX_CHARS):
+                    _, old = self._parts.popitem(last=False)
+                    self._chars -= sum(len(part) for part in old)
+        return hit
+
+
+def _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson, position, count):
+    from flask_babel import get_locale
+
+    key = (lesson.key, lesson.content_hash, str(get_locale()), request.script_root, position, count,
+           prev_lesson.key if prev_lesson else None, next_lesson.key if next_lesson else None)
+
+    def render():
+        ctx = dict(course=course, lesson=lesson, prev_lesson=prev_lesson, next_lesson=next_lesson,
+                   position=position, count=count)
+        return (Markup(render_template("core/_lesson_article.html", **ctx)),
+                Markup(render_template("core/_lesson_pager.html", **ctx)))
+
+    article, pager = _worker_cache("kb.lesson_fragments", _FragmentCache).get(cat, key, render)
+    return article, pager, key
 
 
 def _page_arg() -> int:
@@ -139,21 +285,31 @@ def search():
                            results=results, laws=laws, courses=get_catalog().courses)
 
 
-@bp.post("/prefs")
+@bp.route("/prefs", methods=["GET", "POST"])
 @public
 def prefs():
-    """Remember the reader's font size and language (works without JavaScript)."""
-    from flask import session
+    """Remember the reader's font size and language (works without JavaScript).
 
-    target = request.form.get("next") or url_for("core.home")
-    if not target.startswith("/") or target.startswith("//"):
+    The footer's switch is a GET form, so that pages need no CSRF token and therefore no session
+    for anonymous readers (no Set-Cookie on every page, which also lets shared caches keep them).
+    It only sets this browser's display preferences: no account data, nothing an attacker gains.
+    A GET started from another site (``Sec-Fetch-Site``) changes nothing, and the answer is
+    never stored. POST (with its CSRF token) keeps working.
+    """
+    form = request.form if request.method == "POST" else request.args
+    target = form.get("next") or url_for("core.home")
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
         target = url_for("core.home")
     response = make_response(redirect(target))
-    font = request.form.get("font")
+    response.headers["Cache-Control"] = "no-store"
+    if request.method == "GET" and request.headers.get("Sec-Fetch-Site", "same-origin") not in (
+            "same-origin", "none"):
+        return response
+    font = form.get("font")
     if font in ("normal", "large"):
         response.set_cookie(FONT_COOKIE, font, max_age=3600 * 24 * 365, samesite="Lax",
                             httponly=True, secure=request.is_secure)
-    lang = request.form.get("lang")
+    lang = form.get("lang")
     if lang in current_app.jinja_env.globals["LANGUAGES"]:
         session["lang"] = lang
     return response

@@ -257,3 +257,25 @@ def test_database_outage_is_a_clear_503(synced_app, monkeypatch):
     assert "服务暂时不可用" in page and "Traceback" not in page
     monkeypatch.undo()
     assert client.get("/").status_code == 200  # recovers by itself
+
+
+def test_anonymous_reading_creates_no_session(client):
+    for url in ("/", "/courses/basics", "/courses/basics/presidium", "/search?q=主席团"):
+        assert "Set-Cookie" not in client.get(url).headers, url
+
+
+def test_prefs_by_get_from_another_site_changes_nothing(client):
+    response = client.get("/prefs?font=large&next=/", headers={"Sec-Fetch-Site": "cross-site"})
+    assert "kb_font=large" not in response.headers.get("Set-Cookie", "")
+    same = client.get("/prefs?font=large&next=/", headers={"Sec-Fetch-Site": "same-origin"})
+    assert "kb_font=large" in same.headers.get("Set-Cookie", "")
+
+
+def test_cached_lesson_pages_follow_the_viewer(synced_app, client):
+    """The cached anonymous page never leaks to a signed-in reader, and vice versa."""
+    add_user(synced_app, "dep", "deputy")
+    assert "退出" not in text(client.get("/courses/basics/presidium"))
+    login(client, "dep")
+    assert "退出" in text(client.get("/courses/basics/presidium"))
+    other = synced_app.test_client()
+    assert "退出" not in text(other.get("/courses/basics/presidium"))
