@@ -120,7 +120,8 @@ class UserForm(FlaskForm):
     org_unit_id = SelectField(_l("所在单位"))
     deputy_card_no = StringField(_l("代表证号"), filters=[lambda v: _normalize_card(v)],
                                  validators=[Optional(), Length(max=32)])
-    gender = SelectField(_l("性别"), choices=[("", "—"), ("男", "男"), ("女", "女")], validate_choice=False)
+    gender = SelectField(_l("性别"), choices=[("", "—"), ("男", _l("男")), ("女", _l("女"))],
+                         validate_choice=False)
     ethnicity = StringField(_l("民族"), validators=[Optional(), Length(max=16)])
     active = BooleanField(_l("账号有效"), default=True)
 
@@ -322,7 +323,7 @@ def user_template():
 class OrgForm(FlaskForm):
     name = StringField(_l("名称"), validators=[DataRequired(), Length(max=100)])
     code = StringField(_l("代码（可选）"), validators=[Optional(), Length(max=32)])
-    kind = SelectField(_l("层级"), choices=[(k, str(v)) for k, v in KIND_LABELS.items()])
+    kind = SelectField(_l("层级"), choices=[])  # labels set per request, in the reader's language
     parent_id = SelectField(_l("上级单位"), validate_choice=False)
 
 
@@ -330,6 +331,7 @@ class OrgForm(FlaskForm):
 @staff_only
 def orgs():
     form = OrgForm()
+    form.kind.choices = [(k, str(v)) for k, v in KIND_LABELS.items()]
     form.parent_id.choices = org_choices(("county", "city", "province"))
     if current_user.role == "admin":
         form.parent_id.choices = [("", _("（无：顶级单位）"))] + form.parent_id.choices
