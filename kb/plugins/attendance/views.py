@@ -34,6 +34,7 @@ from kb import audit
 from kb.authz import (
     LEARNER_ROLES,
     REPORT_ROLES,
+    get_org_or_404,
     get_user_or_404,
     in_scope,
     login_required,
@@ -886,18 +887,11 @@ def _people_stats(org_id: int, year: int):
         .order_by(User.name, User.id)).all()
 
 
-def _scoped_org_or_404(org_id: int) -> OrgUnit:
-    org = db.session.get(OrgUnit, org_id)
-    if org is None or not in_scope(current_user, org.id):
-        abort(404)
-    return org
-
-
 @bp.get("/report/org/<int:org_id>")
 @organiser_only
 def report_org(org_id):
     """Per person of one township for a year."""
-    org = _scoped_org_or_404(org_id)
+    org = get_org_or_404(org_id)
     service.close_due_sessions()
     year = _year()
     return render_template("attendance/report_org.html", org=org, rows=_people_stats(org.id, year),
@@ -907,7 +901,7 @@ def report_org(org_id):
 @bp.get("/report/org/<int:org_id>.<fmt>")
 @organiser_only
 def report_org_export(org_id, fmt):
-    org = _scoped_org_or_404(org_id)
+    org = get_org_or_404(org_id)
     service.close_due_sessions()
     year = _year()
     rows = [[r.name, r.expected, r.present, r.late, r.leave, r.absent, _pct_text(service.rate(r))]
