@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
@@ -25,7 +26,8 @@ OPEN_WHILE_CHANGING = {"auth.change_password", "auth.logout", "static", "core.he
 @login_manager.user_loader
 def load_user(user_id: str):
     try:
-        return db.session.get(User, int(user_id))
+        # Plugins read user.org_unit on most pages (scope, panels): load it with the user.
+        return db.session.get(User, int(user_id), options=[joinedload(User.org_unit)])
     except (TypeError, ValueError):
         return None
 
