@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..authz import managed_org_ids
 from ..content.files import DecodeError, decode_bytes
+from ..exports import csv_bytes, neutralize, xlsx_bytes  # noqa: F401  (neutralize re-exported)
 from ..extensions import db
 from ..models import OrgUnit, User
 
@@ -269,13 +270,6 @@ _ROLE_HELP = ("可填：人大代表、主席团成员、人大主席、人大�
 _GENDERS = {"男": "男", "女": "女", "男性": "男", "女性": "女", "m": "男", "male": "男",
             "f": "女", "female": "女"}
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(value) -> str:
-    """Text that a spreadsheet will show as text: a leading =, +, -, @ gets a ``'`` before it."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 # -- reading the file -------------------------------------------------------------------------
@@ -1003,54 +997,21 @@ def export_rows(users: Iterable[User]) -> list[dict]:
     } for u in users]
 
 
-def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([neutralize(h) for h in header])
-    for row in rows:
-        writer.writerow([neutralize(v) for v in row])
-    return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
-
-
 def to_csv(rows: Iterable[dict]) -> bytes:
     """CSV for Excel: UTF-8 with BOM, Chinese header row, CRLF line ends, formulas neutralised."""
-    return _csv_bytes([label for _, label in COLUMNS],
-                      ([r.get(f, "") for f, _ in COLUMNS] for r in rows))
+    return csv_bytes([label for _, label in COLUMNS],
+                     ([r.get(f, "") for f, _ in COLUMNS] for r in rows))
 
 
 def to_csv_plain(header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
     """Any table as the same Excel-friendly CSV (e.g. the new accounts' one-time codes)."""
-    return _csv_bytes(header, rows)
+    return csv_bytes(header, rows)
 
 
 def to_xlsx(rows: Iterable[dict]) -> bytes:
     """An .xlsx with a Chinese header row; every value is a text cell, formulas neutralised."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Font
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("花名册")
     widths = {"name": 12, "phone": 16, "org": 18, "role": 18, "deputy_card_no": 18,
               "gender": 6, "ethnicity": 10}
-    for i, (f, _) in enumerate(COLUMNS):
-        ws.column_dimensions[chr(ord("A") + i)].width = widths.get(f, 12)
-    ws.freeze_panes = "A2"
-
-    def cell(value, bold=False):
-        text = ILLEGAL_CHARACTERS_RE.sub("", neutralize(value))
-        c = WriteOnlyCell(ws, value=text or None)
-        if text:
-            c.data_type = "s"
-        c.number_format = "@"
-        if bold:
-            c.font = Font(bold=True)
-        return c
-
-    ws.append([cell(label, bold=True) for _, label in COLUMNS])
-    for r in rows:
-        ws.append([cell(r.get(f, "")) for f, _ in COLUMNS])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return xlsx_bytes("花名册", [label for _, label in COLUMNS],
+                      ([str(r.get(f, "") or "") for f, _ in COLUMNS] for r in rows),
+                      [widths.get(f, 12) for f, _ in COLUMNS])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import secrets
 from datetime import timedelta
@@ -757,12 +756,12 @@ def paper(session_id):
 # -- reports and exports ---------------------------------------------------------------------------------
 
 def _table_response(name: str, fmt: str, header: list[str], rows: list[list]) -> Response:
-    from kb.people import roster
+    from kb.exports import csv_bytes, xlsx_bytes
 
     if fmt == "csv":
-        body, mime = roster.to_csv_plain(header, rows), "text/csv; charset=utf-8"
+        body, mime = csv_bytes(header, rows), "text/csv; charset=utf-8"
     elif fmt == "xlsx":
-        body, mime = _xlsx(header, rows), \
+        body, mime = xlsx_bytes("考勤", header, rows), \
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     else:
         abort(404)
@@ -770,29 +769,6 @@ def _table_response(name: str, fmt: str, header: list[str], rows: list[list]) ->
     return Response(body, mimetype=mime, headers={
         "Content-Disposition": f"attachment; filename=attendance-{stamp}.{fmt}; "
                                f"filename*=UTF-8''{quote(f'{name}-{stamp}.{fmt}')}"})
-
-
-def _xlsx(header, rows) -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-    from kb.people.roster import neutralize
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("考勤")
-
-    def cell(value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return WriteOnlyCell(ws, value=value)
-        return WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", neutralize(value)))
-
-    ws.append([cell(h) for h in header])
-    for row in rows:
-        ws.append([cell(v) for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
 
 
 def _pct_text(value):

@@ -237,9 +237,9 @@ def chart(report: Report) -> Markup:
 
 
 def to_csv(report: Report) -> bytes:
-    from kb.people.roster import to_csv_plain
+    from kb.exports import csv_bytes
 
-    return to_csv_plain(report.header(), (report.cells(r) for r in report.rows))
+    return csv_bytes(report.header(), (report.cells(r) for r in report.rows))
 
 
 def to_xlsx(report: Report) -> bytes:
@@ -249,7 +249,7 @@ def to_xlsx(report: Report) -> bytes:
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
-    from kb.people.roster import neutralize
+    from kb.exports import neutralize
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(_("学习情况"))

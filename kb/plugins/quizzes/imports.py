@@ -209,13 +209,9 @@ def template_xlsx() -> bytes:
 
 
 def export_xlsx(quiz: Quiz) -> bytes:
-    from openpyxl import Workbook
+    from kb.exports import xlsx_bytes
 
-    from kb.people.roster import neutralize
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("题库")
-    ws.append(TEMPLATE_HEADERS)
+    rows = []
     for q in quiz.live_questions():
         opts = {o["key"]: o["text"] for o in q.options}
         if q.type in ("single", "multiple"):
@@ -224,13 +220,9 @@ def export_xlsx(quiz: Quiz) -> bytes:
             answer = "对" if q.answer and q.answer[0] else "错"
         else:
             answer = "|".join(q.answer)
-        source = q.source or q.lesson
-        ws.append([neutralize(v) for v in (TYPE_LABELS[q.type], q.stem,
-                                           *[opts.get(k, "") for k in OPTION_KEYS],
-                                           answer, q.explanation, source)])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+        rows.append((TYPE_LABELS[q.type], q.stem, *[opts.get(k, "") for k in OPTION_KEYS],
+                     answer, q.explanation, q.source or q.lesson))
+    return xlsx_bytes("题库", TEMPLATE_HEADERS, rows)
 
 
 # -- Moodle GIFT --------------------------------------------------------------------------------
