@@ -6,19 +6,20 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, g, request, session
+from flask import Flask, current_app, g, has_request_context, request, session
 from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as kb_config
+from . import i18n
 from .catalog import CatalogCache
 from .extensions import babel, csrf, db, login_manager
 from .pluginhost import call_each, collect, make_plugin_manager
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = ("zh_CN", "en")
+LANGUAGES = i18n.LANGUAGES
 
 
 class ConfigurationError(RuntimeError):
@@ -38,7 +39,11 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def _select_locale():
-    lang = session.get("lang") if request else None
+    if not has_request_context():
+        # The `kb` command line sets CLI_LOCALE (kb.i18n.locale_from_env); None falls back to
+        # BABEL_DEFAULT_LOCALE (KB_LOCALE, zh_CN unless set).
+        return current_app.config.get("CLI_LOCALE")
+    lang = session.get("lang")
     if lang in LANGUAGES:
         return lang
     return None  # Flask-Babel falls back to BABEL_DEFAULT_LOCALE (zh_CN)
@@ -187,6 +192,11 @@ def _template_helpers(app: Flask) -> None:
         return url
 
     app.jinja_env.filters["dict_without"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
+    # Punctuation in the reader's language: {{ _('姓名')|colon }}, {{ _('已停用')|parens }}, names|join_list.
+    app.jinja_env.filters.update(colon=i18n.colon, parens=i18n.parens, join_list=i18n.join_list)
+    from .audit import summary_text
+
+    app.jinja_env.filters["audit_summary"] = summary_text
     app.jinja_env.globals.update(slot=slot, continue_learning=continue_learning,
                                  page_assets=page_assets, LANGUAGES=LANGUAGES,
                                  get_locale=get_locale, fixed_url=fixed_url)

@@ -251,6 +251,7 @@ def build_cli(app) -> click.Group:
 
 def main(argv=None) -> None:
     from .app import ConfigurationError, create_app
+    from .i18n import locale_from_env
     from .pluginhost import PluginError
 
     try:
@@ -258,4 +259,6 @@ def main(argv=None) -> None:
     except (ConfigurationError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
+    # Messages made outside a request (row errors, sync problems) in the operator's language.
+    app.config["CLI_LOCALE"] = locale_from_env()
     build_cli(app).main(args=argv, prog_name="kb")
