@@ -131,7 +131,7 @@ def change_password():
             user.must_change_password = False
             user.otp_hash = None
             user.otp_expires_at = None
-            audit.record("password.change", user, "本人修改密码")
+            audit.record("password.change", user, _l("本人修改密码"))
             db.session.commit()
             flash(_("密码已修改。"), "info")
             return redirect(_safe_next(request.args.get("next")))

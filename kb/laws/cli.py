@@ -78,7 +78,7 @@ def laws_list(as_json):
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['slug']:<40} {r['version_date'] or '-':<10} {r['articles']:>4} 条"
+        click.echo(f"{r['slug']:<40} {r['version_date'] or '-':<10} {r['articles']:>4} articles"
                    + ("" if r["current"] else "  (superseded)"))
 
 

@@ -25,7 +25,7 @@ def index():
         laws = [law for law in laws if q in law.title or q in law.slug]
     groups: dict[str, list[Law]] = {}
     for law in laws:
-        groups.setdefault(law.category or "其他", []).append(law)
+        groups.setdefault(law.category or "", []).append(law)  # "": shown as 其他 (other)
     counts = {law_id: n for law_id, n in db.session.execute(
         select(LawArticle.law_id, db.func.count()).group_by(LawArticle.law_id))}
     return render_template("laws/index.html", groups=groups, q=q, counts=counts)
@@ -83,10 +83,12 @@ def upload():
     """Let an admin import law files (.md, .txt, .docx) from the browser."""
     from flask import flash, redirect, url_for
     from flask_babel import gettext as _
+    from flask_babel import lazy_gettext as _l
     from flask_wtf import FlaskForm
     from flask_wtf.file import FileField, FileRequired
 
     from .. import audit
+    from ..i18n import join_list
     from .library import ImportResult, bump_library_version, category_of, import_law, parse_file
     from .parse import LawParseError
 
@@ -106,7 +108,7 @@ def upload():
                 raise LawParseError("no articles (第X条) found")
             import_law(parsed, name, data, category_of(Path(name)), result)
             bump_library_version()
-            audit.record("law.import", None, f"导入法律文本 {name}", imported=result.imported)
+            audit.record("law.import", None, _l("导入法律文本 %(name)s", name=name), imported=result.imported)
             db.session.commit()
             from flask import current_app
 
@@ -114,7 +116,7 @@ def upload():
 
             update_index(current_app, result)
             flash(_("已导入：%(names)s。运行 kb sync 后课程中的引用会链接到新文本。",
-                    names="、".join(result.imported or result.unchanged)), "info")
+                    names=join_list(result.imported or result.unchanged)), "info")
             return redirect(url_for("laws.upload"))
         except LawParseError as exc:
             db.session.rollback()

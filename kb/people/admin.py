@@ -26,6 +26,7 @@ from ..authz import (
     scoped_users,
 )
 from ..extensions import db
+from ..i18n import parens
 from ..models import ORG_KINDS, AuditLog, ImportBatch, OrgUnit, User, add_org_unit, utcnow
 
 bp = Blueprint("people", __name__, url_prefix="/admin")
@@ -51,7 +52,8 @@ def org_label(org: OrgUnit | None) -> str:
 def org_choices(kinds=("township", "county", "city", "province")) -> list[tuple[str, str]]:
     orgs = db.session.scalars(scoped_orgs(current_user).where(OrgUnit.kind.in_(kinds))
                               .order_by(OrgUnit.path)).all()
-    return [(str(o.id), f"{o.name}（{KIND_LABELS[o.kind]}）" + ("" if o.is_active else _("，已停用")))
+    return [(str(o.id), o.name + parens(KIND_LABELS[o.kind] if o.is_active
+                                        else _("%(kind)s，已停用", kind=KIND_LABELS[o.kind])))
             for o in orgs]
 
 
@@ -170,7 +172,8 @@ def user_new():
         code = user.issue_one_time_code(days=30)
         db.session.add(user)
         db.session.flush()
-        audit.record("user.create", user, f"新建账号 {user.username}（{user.name}）", role=user.role)
+        audit.record("user.create", user, _l("新建账号 %(username)s（%(name)s）", username=user.username,
+                                             name=user.name), role=user.role)
         db.session.commit()
         return render_template("people/code.html", user=user, code=code, created=True)
     return render_template("people/user_form.html", form=form, user=None)
@@ -193,7 +196,7 @@ def user_edit(user_id):
             changes = _apply(form, user)
             if changes:
                 action = "user.deactivate" if changes.get("active") == [True, False] else "user.update"
-                audit.record(action, user, f"修改账号 {user.username}",
+                audit.record(action, user, _l("修改账号 %(username)s", username=user.username),
                              changes={k: [str(a), str(b)] for k, (a, b) in changes.items()})
                 db.session.commit()
                 flash(_("已保存。"), "info")
@@ -211,7 +214,8 @@ def user_reset(user_id):
     if user.id == current_user.id:
         abort(400)
     code = user.issue_one_time_code(days=7)
-    audit.record("user.reset_password", user, f"重置 {user.username} 的密码，发放一次性登录码")
+    audit.record("user.reset_password", user,
+                 _l("重置 %(username)s 的密码，发放一次性登录码", username=user.username))
     db.session.commit()
     return render_template("people/code.html", user=user, code=code, created=False)
 
@@ -255,7 +259,8 @@ def user_import_preview(token):
     batch = _batch_or_404(token)
     preview = roster.Preview.from_payload(batch.payload)
     return render_template("people/import_preview.html", batch=batch, preview=preview,
-                           committed=batch.committed_at is not None, form=FlaskForm())
+                           committed=batch.committed_at is not None, form=FlaskForm(),
+                           field_labels=roster.COLUMN_LABELS)
 
 
 @bp.post("/users/import/<token>")
@@ -279,8 +284,9 @@ def user_import_commit(token):
         return redirect(url_for("people.user_import_preview", token=token))
     batch = _batch_or_404(token)
     batch.committed_at = utcnow()
-    audit.record("user.import", None, f"导入花名册 {batch.filename}：新建 {len(result.created)}，"
-                 f"更新 {result.updated}，未变 {result.unchanged}",
+    audit.record("user.import", None, _l("导入花名册 %(filename)s：新建 %(created)s，更新 %(updated)s，未变 %(unchanged)s",
+                                         filename=batch.filename, created=len(result.created),
+                                         updated=result.updated, unchanged=result.unchanged),
                  filename=batch.filename, created=len(result.created), updated=result.updated)
     db.session.commit()
     return render_template("people/import_done.html", result=result, batch=batch)
@@ -302,7 +308,7 @@ def user_export(fmt):
         body, mime = roster.to_xlsx(rows), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     from urllib.parse import quote
 
-    name = f"花名册-{stamp}.{fmt}"
+    name = f"{_('花名册')}-{stamp}.{fmt}"
     return Response(body, mimetype=mime, headers={
         "Content-Disposition": f"attachment; filename=roster-{stamp}.{fmt}; filename*=UTF-8''{quote(name)}"})
 
@@ -312,8 +318,10 @@ def user_export(fmt):
 def user_template():
     from . import roster
 
-    sample = [{"name": "张三", "phone": "13800000000", "org": "青山镇", "role": "人大代表",
-               "deputy_card_no": "", "gender": "男", "ethnicity": "汉族"}]
+    # An example row: the name, township and ethnicity are sample data (Chinese, like the real
+    # rosters); the role and gender are written as an export in the reader's language writes them.
+    sample = [{"name": "张三", "phone": "13800000000", "org": "青山镇", "role": str(roster.ROLE_LABELS["deputy"]),
+               "deputy_card_no": "", "gender": str(roster.GENDER_LABELS["男"]), "ethnicity": "汉族"}]
     return Response(roster.to_csv(sample), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=roster-template.csv"})
 
@@ -343,7 +351,7 @@ def orgs():
         else:
             org = add_org_unit(form.kind.data, form.name.data.strip(), parent,
                                (form.code.data or "").strip() or None)
-            audit.record("org.create", org, f"新建单位 {org.name}", kind=org.kind)
+            audit.record("org.create", org, _l("新建单位 %(name)s", name=org.name), kind=org.kind)
             db.session.commit()
             flash(_("已新建单位：%(name)s", name=org.name), "info")
             return redirect(url_for("people.orgs"))
@@ -410,7 +418,7 @@ def org_edit(org_id):
                 _move(org, parent)
             if changes:
                 action = "org.deactivate" if changes.get("is_active") == ["True", "False"] else "org.update"
-                audit.record(action, org, f"修改单位 {org.name}", changes=changes)
+                audit.record(action, org, _l("修改单位 %(name)s", name=org.name), changes=changes)
                 db.session.commit()
                 flash(_("已保存。"), "info")
             return redirect(url_for("people.orgs"))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import click
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..cli import ensure_database
@@ -83,12 +85,16 @@ def users_import(file, dry_run, codes):
             click.echo("dry run: nothing was written")
             return
         result = roster.commit(preview, None)
-        audit.record("user.import", None, f"命令行导入 {file.name}：新建 {len(result.created)}，更新 {result.updated}",
+        audit.record("user.import", None, _l("命令行导入 %(filename)s：新建 %(created)s，更新 %(updated)s",
+                                             filename=file.name, created=len(result.created),
+                                             updated=result.updated),
                      filename=file.name)
         db.session.commit()
         lines = [(u.username, u.name, code) for u, code in result.created]
+        # The codes file is for the people who hand the codes out: headers in the operator's language.
+        header = [_("用户名"), _("姓名"), _("一次性登录码")]
     if codes:
-        codes.write_bytes(roster.to_csv_plain(["用户名", "姓名", "一次性登录码"], lines))
+        codes.write_bytes(roster.to_csv_plain(header, lines))
         click.echo(f"one-time codes of {len(lines)} new accounts written to {codes}")
     else:
         for username, name, code in lines:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import PurePath
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +37,7 @@ from ..authz import managed_org_ids
 from ..content.files import DecodeError, decode_bytes
 from ..exports import csv_bytes, neutralize, xlsx_bytes  # noqa: F401  (neutralize re-exported)
 from ..extensions import db
+from ..i18n import join_list, parens
 from ..models import OrgUnit, User
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -49,28 +52,32 @@ CODE_DAYS = 30
 FLUSH_EVERY = 1000
 _IN_CHUNK = 2000  # values per SQL IN (...) list
 
+# Export headers and the column names in messages, in the reader's language; import accepts
+# both languages (_HEADER_ALIASES; tests/test_i18n.py checks the English catalogue against it).
 COLUMNS = [
-    ("name", "姓名"),
-    ("phone", "手机号"),
-    ("org", "乡镇/单位"),
-    ("role", "职务"),
-    ("deputy_card_no", "代表证号"),
-    ("gender", "性别"),
-    ("ethnicity", "民族"),
+    ("name", _l("姓名")),
+    ("phone", _l("手机号")),
+    ("org", _l("乡镇/单位")),
+    ("role", _l("职务")),
+    ("deputy_card_no", _l("代表证号")),
+    ("gender", _l("性别")),
+    ("ethnicity", _l("民族")),
 ]
 COLUMN_LABELS = dict(COLUMNS)
 
 IMPORT_ROLES = ("deputy", "presidium", "chair", "secretary")
 ROLE_LABELS = {
-    "deputy": "人大代表",
-    "presidium": "主席团成员",
-    "chair": "人大主席/副主席",
-    "secretary": "人大秘书",
-    "county_staff": "县人大常委会工作人员",
-    "admin": "系统管理员",
+    "deputy": _l("人大代表"),
+    "presidium": _l("主席团成员"),
+    "chair": _l("人大主席/副主席"),
+    "secretary": _l("人大秘书"),
+    "county_staff": _l("县人大常委会工作人员"),
+    "admin": _l("系统管理员"),
 }
+# Gender is stored as 男/女 (what Chinese rosters hold); exports show it in the reader's language.
+GENDER_LABELS = {"男": _l("男"), "女": _l("女")}
 
-STALE_MESSAGE = "数据已变化，请重新预览"
+STALE_MESSAGE = _l("数据已变化，请重新预览")
 
 
 class RosterError(Exception):
@@ -86,7 +93,8 @@ class CellError:
     message: str
 
     def __str__(self) -> str:
-        return f"第{self.row}行「{self.column}」：{self.message}"
+        return _("第%(row)s行「%(column)s」：%(message)s", row=self.row, column=self.column,
+                 message=self.message)
 
 
 def _empty_data() -> dict:
@@ -180,9 +188,11 @@ def _header_key(text: str) -> str:
 _HEADER_ALIASES = {
     "name": ("姓名", "名字", "name", "fullname"),
     "phone": ("手机号", "手机", "电话", "手机号码", "联系电话", "电话号码", "移动电话",
-              "phone", "mobile", "phonenumber", "mobilephone", "tel", "telephone", "cellphone"),
+              "phone", "mobile", "phonenumber", "mobilephone", "tel", "telephone", "cellphone",
+              "mobilenumber"),
     "org": ("乡镇/单位", "乡镇(街道)", "所在乡镇", "所在乡镇(街道)", "乡镇", "乡镇街道", "乡镇/街道",
-            "单位", "所在单位", "township", "unit", "organisation", "organization", "org"),
+            "单位", "所在单位", "township", "unit", "organisation", "organization", "org",
+            "township/unit", "township/organization", "township/organisation"),
     "role": ("职务", "角色", "role", "position"),
     "deputy_card_no": ("代表证号", "代表证编号", "代表证", "deputycardno", "deputycardnumber",
                        "deputycard", "card", "cardno", "cardnumber"),
@@ -257,15 +267,18 @@ _ROLE_WORDS = {
     "deputy": ("人大代表", "代表", "乡镇人大代表", "乡人大代表", "镇人大代表", "deputy"),
     "presidium": ("主席团成员", "主席团", "presidium", "presidium member"),
     "chair": ("人大主席", "主席", "人大副主席", "副主席", "人大主席/副主席", "乡镇人大主席",
-              "乡镇人大副主席", "chair", "vice chair", "vice-chair", "chairman"),
-    "secretary": ("人大秘书", "秘书", "干事", "人大干事", "人大秘书/干事", "secretary"),
+              "乡镇人大副主席", "chair", "vice chair", "vice-chair", "chairman",
+              "congress chair", "congress vice-chair", "congress chair/vice-chair", "chair/vice-chair"),
+    "secretary": ("人大秘书", "秘书", "干事", "人大干事", "人大秘书/干事", "secretary",
+                  "congress secretary"),
     # Recognised so the error can say why, never assigned by import.
-    "county_staff": ("县人大常委会工作人员", "工作人员", "county_staff", "county staff"),
-    "admin": ("系统管理员", "管理员", "admin", "administrator"),
+    "county_staff": ("县人大常委会工作人员", "工作人员", "county_staff", "county staff",
+                     "county people's congress standing committee staff"),
+    "admin": ("系统管理员", "管理员", "admin", "administrator", "system administrator"),
 }
 _ROLES = {_role_key(w): role for role, words in _ROLE_WORDS.items() for w in words}
-_ROLE_HELP = ("可填：人大代表、主席团成员、人大主席、人大副主席、人大秘书、干事"
-              "（或 deputy、presidium、chair、secretary）；留空视为人大代表")
+_ROLE_HELP = _l("可填：人大代表、主席团成员、人大主席、人大副主席、人大秘书、干事"
+                "（或 deputy、presidium、chair、secretary）；留空视为人大代表")
 
 _GENDERS = {"男": "男", "女": "女", "男性": "男", "女性": "女", "m": "男", "male": "男",
             "f": "女", "female": "女"}
@@ -306,33 +319,34 @@ def _mb(n: int) -> str:
 
 _BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"Rar!", b"7z\xbc\xaf",
                  b"\x1f\x8b")
-_NOT_A_SHEET = "文件不是表格：请上传 Excel 工作簿（.xlsx）或 CSV 文件（.csv）"
+_NOT_A_SHEET = _l("文件不是表格：请上传 Excel 工作簿（.xlsx）或 CSV 文件（.csv）")
 
 
 def _read(filename: str, data: bytes, require_org: bool = True) -> _Table:
     table = _Table()
     if not data:
-        table.file_errors.append("文件是空的")
+        table.file_errors.append(_("文件是空的"))
         return table
     if len(data) > MAX_BYTES:
         # A caller may read only MAX_BYTES + 1 bytes of an upload: then the size is unknown.
-        size = "超过上限" if len(data) == MAX_BYTES + 1 else _mb(len(data))
+        size = _("超过上限") if len(data) == MAX_BYTES + 1 else _mb(len(data))
         table.file_errors.append(
-            f"文件过大（{size}），上限为 {MAX_BYTES // 1024 // 1024} MB；请分成几个文件导入")
+            _("文件过大（%(size)s），上限为 %(limit)s MB；请分成几个文件导入",
+              size=size, limit=MAX_BYTES // 1024 // 1024))
         return table
     ext = PurePath(filename or "").suffix.lower()
     if data.startswith(b"PK\x03\x04") or ext in (".xlsx", ".xlsm"):
         return _tabulate(table, _xlsx_records(table, data), require_org)
     if data.startswith(b"\xd0\xcf\x11\xe0") or ext in (".xls", ".et"):
-        table.file_errors.append("不支持旧版 Excel（.xls）或 WPS 格式，也不支持加密的工作簿："
-                                 "请在 Excel 中另存为 .xlsx 或「CSV UTF-8」后再上传")
+        table.file_errors.append(_("不支持旧版 Excel（.xls）或 WPS 格式，也不支持加密的工作簿："
+                                   "请在 Excel 中另存为 .xlsx 或「CSV UTF-8」后再上传"))
         return table
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        table.file_errors.append("文件是 UTF-16 编码（Excel 的「Unicode 文本」）："
-                                 "请另存为「CSV UTF-8」或 .xlsx 后再上传")
+        table.file_errors.append(_("文件是 UTF-16 编码（Excel 的「Unicode 文本」）："
+                                   "请另存为「CSV UTF-8」或 .xlsx 后再上传"))
         return table
     if data.startswith(_BINARY_MAGIC) or ext not in ("", ".csv", ".txt", ".tsv"):
-        table.file_errors.append(_NOT_A_SHEET)
+        table.file_errors.append(str(_NOT_A_SHEET))
         return table
     text = _decode_csv(table, data)
     if text is None:
@@ -355,15 +369,16 @@ def _decode_csv(table: _Table, data: bytes) -> str | None:
         utf8, other = _encoding_by_line(data)
         if utf8 and other:
             table.file_errors.append(
-                f"文件混用了两种编码：第 {_line_list(utf8)} 行是 UTF-8，第 {_line_list(other)} 行"
-                f"不是 UTF-8（可能是 GBK）。请用 Excel 或记事本把整个文件另存为「CSV UTF-8」后再上传")
+                _("文件混用了两种编码：第 %(utf8)s 行是 UTF-8，第 %(other)s 行"
+                  "不是 UTF-8（可能是 GBK）。请用 Excel 或记事本把整个文件另存为「CSV UTF-8」后再上传",
+                  utf8=_line_list(utf8), other=_line_list(other)))
             return None
     if decoded is None:
-        table.file_errors.append(_NOT_A_SHEET)
+        table.file_errors.append(str(_NOT_A_SHEET))
         return None
     text = decoded.text.rstrip("\x1a")  # DOS end-of-file marker
     if any(ch < " " and ch not in "\t\r\n" or ch == "\x7f" for ch in text):
-        table.file_errors.append(_NOT_A_SHEET + "（文件含有二进制内容）")
+        table.file_errors.append(_NOT_A_SHEET + parens(_("文件含有二进制内容")))
         return None
     return text
 
@@ -398,8 +413,8 @@ def _is_cjk_text(ch: str) -> bool:
 
 
 def _line_list(numbers: list[int], limit: int = 5) -> str:
-    shown = "、".join(str(n) for n in numbers[:limit])
-    return shown + (f" 等 {len(numbers)} 行" if len(numbers) > limit else "")
+    shown = join_list(numbers[:limit])
+    return shown + (_(" 等 %(n)s 行", n=len(numbers)) if len(numbers) > limit else "")
 
 
 def _csv_records(table: _Table, text: str) -> _Records:
@@ -412,7 +427,7 @@ def _csv_records(table: _Table, text: str) -> _Records:
         for number, record in enumerate(reader, 1):
             yield number, [(cell, False) for cell in record]
     except csv.Error as exc:
-        table.file_errors.append(f"CSV 格式错误（第 {number + 1} 行附近）：{exc}")
+        table.file_errors.append(_("CSV 格式错误（第 %(line)s 行附近）：%(error)s", line=number + 1, error=exc))
 
 
 def _cell_text(value) -> str:
@@ -432,12 +447,12 @@ def _cell_text(value) -> str:
 def _xlsx_records(table: _Table, data: bytes) -> _Records:
     import openpyxl
 
-    bad = "文件不能作为 Excel 工作簿（.xlsx）打开：文件可能已损坏，或不是表格文件"
+    bad = _("文件不能作为 Excel 工作簿（.xlsx）打开：文件可能已损坏，或不是表格文件")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             unpacked = sum(info.file_size for info in zf.infolist())
         if unpacked > MAX_UNZIPPED_BYTES:
-            table.file_errors.append(f"工作簿解压后过大（{_mb(unpacked)}），无法读取")
+            table.file_errors.append(_("工作簿解压后过大（%(size)s），无法读取", size=_mb(unpacked)))
             return
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception:  # BadZipFile, KeyError, InvalidFileException, XML errors…
@@ -448,7 +463,7 @@ def _xlsx_records(table: _Table, data: bytes) -> _Records:
         if ws is None:
             ws = wb.worksheets[0] if wb.worksheets else None
         if ws is None:
-            table.file_errors.append("工作簿中没有工作表")
+            table.file_errors.append(_("工作簿中没有工作表"))
             return
         for number, row in enumerate(ws.iter_rows(), 1):
             yield number, [(_cell_text(c.value), c.data_type == "f") for c in row]
@@ -486,19 +501,21 @@ def _tabulate(table: _Table, records: _Records, require_org: bool = True) -> _Ta
                         continue
                     if f in col_index:
                         table.file_errors.append(
-                            f"「{table.columns[f]}」和「{texts[i]}」两列都表示{COLUMN_LABELS[f]}，"
-                            f"请只保留一列")
+                            _("「%(first)s」和「%(second)s」两列都表示%(field)s，请只保留一列",
+                              first=table.columns[f], second=texts[i], field=COLUMN_LABELS[f]))
                         continue
                     col_index[f] = i
                     table.columns[f] = texts[i]
                 missing = []
                 if "org" not in col_index and require_org:
-                    missing.append("缺少必填列「乡镇/单位」")
+                    missing.append(_("缺少必填列「%(column)s」", column=COLUMN_LABELS["org"]))
                 if "phone" not in col_index and "deputy_card_no" not in col_index:
-                    missing.append("缺少「手机号」或「代表证号」列（至少要有一列）")
+                    missing.append(_("缺少「%(phone)s」或「%(card)s」列（至少要有一列）",
+                                     phone=COLUMN_LABELS["phone"], card=COLUMN_LABELS["deputy_card_no"]))
                 if missing:
                     table.file_errors.append(
-                        "；".join(missing) + f"。第{number}行的列为：{'、'.join(texts)}")
+                        _("%(problems)s。第%(row)s行的列为：%(columns)s", problems=_("；").join(missing),
+                          row=number, columns=join_list(texts)))
                 if table.file_errors:
                     return table
                 continue
@@ -517,14 +534,14 @@ def _tabulate(table: _Table, records: _Records, require_org: bool = True) -> _Ta
             blank_run = 0
             if len(table.rows) >= MAX_ROWS:
                 table.file_errors.append(
-                    f"行数过多：超过 {MAX_ROWS} 行的上限，请分成几个文件导入")
+                    _("行数过多：超过 %(limit)s 行的上限，请分成几个文件导入", limit=MAX_ROWS))
                 table.rows.clear()
                 table.cell_errors.clear()
                 return table
             table.rows.append((number, values))
             if formulas:
                 table.cell_errors[number] = [
-                    CellError(number, table.columns[f], "单元格是公式，请粘贴为数值")
+                    CellError(number, table.columns[f], _("单元格是公式，请粘贴为数值"))
                     for f in formulas]
     finally:
         close = getattr(records, "close", None)
@@ -533,11 +550,11 @@ def _tabulate(table: _Table, records: _Records, require_org: bool = True) -> _Ta
     if table.file_errors:
         return table
     if not col_index:
-        found = "、".join(first_headers) if first_headers else "（无）"
-        table.file_errors.append(f"缺少必填列「姓名」。找到的列：{found}" if first_headers
-                                 else "文件中没有数据")
+        table.file_errors.append(
+            _("缺少必填列「%(column)s」。找到的列：%(found)s", column=COLUMN_LABELS["name"],
+              found=join_list(first_headers)) if first_headers else _("文件中没有数据"))
     elif not table.rows:
-        table.file_errors.append("表格只有表头，没有人员数据")
+        table.file_errors.append(_("表格只有表头，没有人员数据"))
     return table
 
 
@@ -594,7 +611,7 @@ class _Orgs:
     def describe(self, org: _Org) -> str:
         parent = self.all.get(org.parent_id) if org.parent_id else None
         label = (parent.name if parent else "") + org.name
-        return label + (f"（代码 {org.code}）" if org.code else "")
+        return label + (parens(_("代码 %(code)s", code=org.code)) if org.code else "")
 
     def resolve(self, text: str) -> tuple[_Org | None, str]:
         """The township a 乡镇/单位 cell names, or (None, why not)."""
@@ -613,15 +630,18 @@ class _Orgs:
         if len(candidates) == 1:
             return candidates[0], ""
         if len(candidates) > 1:
-            names = "、".join(self.describe(o) for o in candidates[:10])
+            names = join_list(self.describe(o) for o in candidates[:10])
             example = candidates[0]
             parent = self.all.get(example.parent_id) if example.parent_id else None
-            hint = f"「{parent.name}/{example.name}」" if parent else "乡镇代码"
-            return None, (f"「{text}」对应多个同名乡镇：{names}；请改填乡镇代码，或写成{hint}")
+            if parent:
+                return None, _("「%(text)s」对应多个同名乡镇：%(names)s；请改填乡镇代码，或写成「%(example)s」",
+                               text=text, names=names, example=f"{parent.name}/{example.name}")
+            return None, _("「%(text)s」对应多个同名乡镇：%(names)s；请改填乡镇代码", text=text, names=names)
         if key in self.inactive:
-            return None, f"乡镇「{text}」已停用"
-        where = "" if self.scope is None else "您管理范围内"
-        return None, f"找不到乡镇「{text}」：请填写{where}已启用乡镇的名称或代码"
+            return None, _("乡镇「%(text)s」已停用", text=text)
+        if self.scope is None:
+            return None, _("找不到乡镇「%(text)s」：请填写已启用乡镇的名称或代码", text=text)
+        return None, _("找不到乡镇「%(text)s」：请填写您管理范围内已启用乡镇的名称或代码", text=text)
 
 
 # -- preview ----------------------------------------------------------------------------------
@@ -637,23 +657,24 @@ def _parse_row(row: int, raw: dict[str, str], columns: dict[str, str], orgs: _Or
     errors: list[CellError] = []
 
     def err(f: str, message: str) -> None:
-        errors.append(CellError(row, columns.get(f, COLUMN_LABELS[f]), message))
+        errors.append(CellError(row, columns.get(f) or str(COLUMN_LABELS[f]), message))
 
     name = normalize_name(raw.get("name"))
     if not name:
-        err("name", "姓名不能为空")
+        err("name", _("姓名不能为空"))
     elif len(name) > 64:
-        err("name", "姓名过长（最多 64 个字）")
+        err("name", _("姓名过长（最多 64 个字）"))
     data["name"] = name
 
     phone_raw = raw.get("phone", "")
     if phone_raw:
         phone = normalize_phone(phone_raw)
         if _SCIENTIFIC.match(phone):
-            err("phone", f"手机号「{phone_raw}」被 Excel 转成了科学计数法：请把该列设为「文本」格式"
-                         "后重新填写")
+            err("phone", _("手机号「%(value)s」被 Excel 转成了科学计数法：请把该列设为「文本」格式"
+                           "后重新填写", value=phone_raw))
         elif not valid_phone(phone):
-            err("phone", f"手机号「{phone_raw}」格式不正确，应为 11 位手机号（如 13800138000）")
+            err("phone", _("手机号「%(value)s」格式不正确，应为 11 位手机号（如 13800138000）",
+                           value=phone_raw))
         else:
             data["phone"] = phone
 
@@ -661,19 +682,19 @@ def _parse_row(row: int, raw: dict[str, str], columns: dict[str, str], orgs: _Or
     if card_raw:
         card = normalize_card(card_raw)
         if _SCIENTIFIC.match(card):
-            err("deputy_card_no", f"代表证号「{card_raw}」被 Excel 转成了科学计数法：请把该列设为"
-                                  "「文本」格式后重新填写")
+            err("deputy_card_no", _("代表证号「%(value)s」被 Excel 转成了科学计数法：请把该列设为"
+                                    "「文本」格式后重新填写", value=card_raw))
         elif len(card) > 32:
-            err("deputy_card_no", "代表证号过长（最多 32 个字符）")
+            err("deputy_card_no", _("代表证号过长（最多 32 个字符）"))
         else:
             data["deputy_card_no"] = card
 
     if not phone_raw and not card_raw:
-        err("phone" if "phone" in columns else "deputy_card_no", "手机号和代表证号至少填写一项")
+        err("phone" if "phone" in columns else "deputy_card_no", _("手机号和代表证号至少填写一项"))
 
     org_raw = raw.get("org", "")
     if not org_raw:
-        err("org", "乡镇/单位不能为空")
+        err("org", _("乡镇/单位不能为空"))
     else:
         org, why = orgs.resolve(org_raw)
         if org is None:
@@ -686,10 +707,10 @@ def _parse_row(row: int, raw: dict[str, str], columns: dict[str, str], orgs: _Or
     if role_raw:
         role = _ROLES.get(_role_key(role_raw))
         if role is None:
-            err("role", f"未知职务「{role_raw}」，{_ROLE_HELP}")
+            err("role", _("未知职务「%(value)s」，%(help)s", value=role_raw, help=_ROLE_HELP))
         elif role not in IMPORT_ROLES:
-            err("role", f"导入不能授予该角色（{ROLE_LABELS[role]}）：县人大常委会工作人员和系统管理员"
-                        "请在用户管理中逐个设置")
+            err("role", _("导入不能授予该角色（%(role)s）：县人大常委会工作人员和系统管理员"
+                          "请在用户管理中逐个设置", role=ROLE_LABELS[role]))
         else:
             data["role"] = role
     else:
@@ -699,13 +720,13 @@ def _parse_row(row: int, raw: dict[str, str], columns: dict[str, str], orgs: _Or
     if gender_raw:
         gender = _GENDERS.get(_nfkc(gender_raw).strip().casefold())
         if gender is None:
-            err("gender", f"性别「{gender_raw}」无法识别，请填「男」或「女」")
+            err("gender", _("性别「%(value)s」无法识别，请填「男」或「女」", value=gender_raw))
         else:
             data["gender"] = gender
 
     ethnicity = _SPACES.sub("", _nfkc(raw.get("ethnicity", "")))
     if len(ethnicity) > 16:
-        err("ethnicity", "民族过长（最多 16 个字）")
+        err("ethnicity", _("民族过长（最多 16 个字）"))
     else:
         data["ethnicity"] = ethnicity
     return data, errors, role_given
@@ -754,7 +775,7 @@ def _evaluate(items: list[_Item], scope: set[int] | None, orgs: _Orgs, columns: 
     outcomes: list[RowOutcome] = []
 
     def col(f: str) -> str:
-        return columns.get(f, COLUMN_LABELS.get(f, f))
+        return columns.get(f) or str(COLUMN_LABELS.get(f, f))
 
     for it in items:
         row, data, errors = it.row, dict(it.data), list(it.errors)
@@ -765,12 +786,12 @@ def _evaluate(items: list[_Item], scope: set[int] | None, orgs: _Orgs, columns: 
         phone, card = data.get("phone"), data.get("deputy_card_no")
         if phone:
             if phone in seen_phone:
-                err("phone", f"与第{seen_phone[phone]}行的手机号重复")
+                err("phone", _("与第%(row)s行的手机号重复", row=seen_phone[phone]))
             else:
                 seen_phone[phone] = row
         if card:
             if card in seen_card:
-                err("deputy_card_no", f"与第{seen_card[card]}行的代表证号重复")
+                err("deputy_card_no", _("与第%(row)s行的代表证号重复", row=seen_card[card]))
             else:
                 seen_card[card] = row
         if errors:
@@ -780,7 +801,7 @@ def _evaluate(items: list[_Item], scope: set[int] | None, orgs: _Orgs, columns: 
         u_phone = by_phone.get(phone) if phone else None
         u_card = by_card.get(card) if card else None
         if u_phone is not None and u_card is not None and u_phone.id != u_card.id:
-            err("phone", "手机号与代表证号分别属于两个不同的已有账号，请核对")
+            err("phone", _("手机号与代表证号分别属于两个不同的已有账号，请核对"))
             outcomes.append(RowOutcome(row, "error", data, errors=errors))
             continue
         user = u_phone or u_card
@@ -791,15 +812,15 @@ def _evaluate(items: list[_Item], scope: set[int] | None, orgs: _Orgs, columns: 
 
         matched_by = "phone" if u_phone is not None else "deputy_card_no"
         if user.id in seen_user:
-            err(matched_by, f"与第{seen_user[user.id]}行是同一人（手机号或代表证号对应同一账号）")
+            err(matched_by, _("与第%(row)s行是同一人（手机号或代表证号对应同一账号）", row=seen_user[user.id]))
         else:
             seen_user[user.id] = row
         if scope is not None and user.org_unit_id not in scope:
-            err(matched_by, f"该{COLUMN_LABELS[matched_by]}已被您管理范围之外的账号使用，"
-                            "请联系系统管理员")
+            err(matched_by, _("该%(field)s已被您管理范围之外的账号使用，请联系系统管理员",
+                              field=COLUMN_LABELS[matched_by]))
         elif user.role not in IMPORT_ROLES:
-            err(matched_by, f"该{COLUMN_LABELS[matched_by]}属于{ROLE_LABELS.get(user.role, user.role)}"
-                            "账号，不能通过花名册导入修改")
+            err(matched_by, _("该%(field)s属于%(role)s账号，不能通过花名册导入修改",
+                              field=COLUMN_LABELS[matched_by], role=ROLE_LABELS.get(user.role, user.role)))
         if errors:
             outcomes.append(RowOutcome(row, "error", data, user_id=user.id, errors=errors))
             continue
@@ -822,7 +843,7 @@ def _evaluate(items: list[_Item], scope: set[int] | None, orgs: _Orgs, columns: 
                     changes["org"] = [orgs.name(old), orgs.name(new)]
                 else:
                     changes[f] = [old, new]
-        notes = [] if user.active else ["该账号已停用：导入只更新资料，不会重新启用"]
+        notes = [] if user.active else [_("该账号已停用：导入只更新资料，不会重新启用")]
         users[user.id] = user
         outcomes.append(RowOutcome(row, "updated" if changes else "unchanged", data,
                                    user_id=user.id, changes=changes, notes=notes))
@@ -841,7 +862,7 @@ def build_preview(filename: str, data: bytes, importer) -> Preview:
         return preview
     scope = _scope(importer)
     if scope is not None and not scope:
-        preview.file_errors.append("您的账号没有可管理的乡镇，不能导入花名册")
+        preview.file_errors.append(_("您的账号没有可管理的乡镇，不能导入花名册"))
         return preview
     orgs = _Orgs(scope)
     items = []
@@ -851,7 +872,7 @@ def build_preview(filename: str, data: bytes, importer) -> Preview:
         if formulas:  # say "this is a formula", not also "this phone number is malformed"
             errors = formulas + [e for e in errors if e.column not in {f.column for f in formulas}]
         items.append(_Item(row, data_, errors, role_given))
-    preview.outcomes, _ = _evaluate(items, scope, orgs, table.columns)
+    preview.outcomes, _users = _evaluate(items, scope, orgs, table.columns)
     return preview
 
 
@@ -908,9 +929,9 @@ def commit(preview: Preview, importer, *, only_valid: bool = False) -> CommitRes
     ``org_unit`` loaded, so listing thousands of them after later commits costs no queries.
     """
     if preview.file_errors:
-        raise RosterError("文件有错误，不能导入：" + "；".join(preview.file_errors))
+        raise RosterError(_("文件有错误，不能导入：%(errors)s", errors=_("；").join(preview.file_errors)))
     if not preview.ok and not only_valid:
-        raise RosterError(f"有 {preview.counts['error']} 行有错误，不能导入：请修改文件后重新上传")
+        raise RosterError(_("有 %(n)s 行有错误，不能导入：请修改文件后重新上传", n=preview.counts["error"]))
     valid = [o for o in preview.outcomes if o.status != "error"]
     skipped = len(preview.outcomes) - len(valid)
     try:
@@ -920,15 +941,16 @@ def commit(preview: Preview, importer, *, only_valid: bool = False) -> CommitRes
         for o in valid:
             errors = []
             if o.data.get("org_id") not in orgs.allowed:
-                errors.append(CellError(o.row, COLUMN_LABELS["org"], "乡镇已不可用"))
+                errors.append(CellError(o.row, str(COLUMN_LABELS["org"]), _("乡镇已不可用")))
             items.append(_Item(o.row, dict(o.data), errors, role_given=True, keep_blank=False))
         fresh, users = _evaluate(items, scope, orgs, {})
         for before, now in zip(valid, fresh, strict=True):
             if not _same(before, now):
-                reason = "；".join(e.message for e in now.errors) or (
-                    f"预览时为「{_STATUS_LABELS.get(before.status)}」，"
-                    f"现在为「{_STATUS_LABELS.get(now.status)}」")
-                raise RosterError(f"{STALE_MESSAGE}（第{before.row}行：{reason}）")
+                reason = _("；").join(e.message for e in now.errors) or _(
+                    "预览时为「%(before)s」，现在为「%(now)s」",
+                    before=_STATUS_LABELS.get(before.status), now=_STATUS_LABELS.get(now.status))
+                raise RosterError(_("%(stale)s（第%(row)s行：%(reason)s）", stale=STALE_MESSAGE,
+                                    row=before.row, reason=reason))
 
         new = [o for o in fresh if o.status == "new"]
         org_ids = sorted({o.data["org_id"] for o in new})
@@ -959,12 +981,12 @@ def commit(preview: Preview, importer, *, only_valid: bool = False) -> CommitRes
         db.session.flush()
         # The rows are written (in this transaction); detach the new accounts so the commit
         # does not expire what they hold: the caller may list thousands of them afterwards.
-        for user, _ in created:
+        for user, _code in created:
             db.session.expunge(user)
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        raise RosterError(STALE_MESSAGE + "（账号的手机号、代表证号或用户名与他人重复）") from exc
+        raise RosterError(STALE_MESSAGE + parens(_("账号的手机号、代表证号或用户名与他人重复"))) from exc
     except BaseException:
         db.session.rollback()
         raise
@@ -972,13 +994,14 @@ def commit(preview: Preview, importer, *, only_valid: bool = False) -> CommitRes
     return CommitResult(created=created, updated=updated, unchanged=unchanged, skipped=skipped)
 
 
-_STATUS_LABELS = {"new": "新建", "updated": "更新", "unchanged": "未变", "error": "错误"}
+_STATUS_LABELS = {"new": _l("新建"), "updated": _l("更新"), "unchanged": _l("未变"), "error": _l("错误")}
 
 
 # -- export -----------------------------------------------------------------------------------
 
 def export_rows(users: Iterable[User]) -> list[dict]:
-    """One dict per person with the canonical fields; role in Chinese, org as the unit's name."""
+    """One dict per person with the canonical fields; role and gender in the reader's language
+    (the import reads both languages), org as the unit's name."""
     users = list(users)
     org_ids = sorted({u.org_unit_id for u in users if u.org_unit_id is not None})
     names: dict[int, str] = {}
@@ -990,17 +1013,18 @@ def export_rows(users: Iterable[User]) -> list[dict]:
         "name": u.name or "",
         "phone": u.phone or "",
         "org": names.get(u.org_unit_id, "") if u.org_unit_id is not None else "",
-        "role": ROLE_LABELS.get(u.role, u.role or ""),
+        "role": str(ROLE_LABELS.get(u.role, u.role or "")),
         "deputy_card_no": u.deputy_card_no or "",
-        "gender": u.gender or "",
+        "gender": str(GENDER_LABELS.get(u.gender, u.gender or "")),
         "ethnicity": u.ethnicity or "",
     } for u in users]
 
 
 def to_csv(rows: Iterable[dict]) -> bytes:
-    """CSV for Excel: UTF-8 with BOM, Chinese header row, CRLF line ends, formulas neutralised."""
-    return csv_bytes([label for _, label in COLUMNS],
-                     ([r.get(f, "") for f, _ in COLUMNS] for r in rows))
+    """CSV for Excel: UTF-8 with BOM, a header row in the reader's language, CRLF line ends,
+    formulas neutralised."""
+    return csv_bytes([str(label) for _f, label in COLUMNS],
+                     ([r.get(f, "") for f, _label in COLUMNS] for r in rows))
 
 
 def to_csv_plain(header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
@@ -1009,9 +1033,10 @@ def to_csv_plain(header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
 
 
 def to_xlsx(rows: Iterable[dict]) -> bytes:
-    """An .xlsx with a Chinese header row; every value is a text cell, formulas neutralised."""
+    """An .xlsx with a header row in the reader's language; every value is a text cell,
+    formulas neutralised."""
     widths = {"name": 12, "phone": 16, "org": 18, "role": 18, "deputy_card_no": 18,
               "gender": 6, "ethnicity": 10}
-    return xlsx_bytes("花名册", [label for _, label in COLUMNS],
-                      ([str(r.get(f, "") or "") for f, _ in COLUMNS] for r in rows),
-                      [widths.get(f, 12) for f, _ in COLUMNS])
+    return xlsx_bytes(_("花名册"), [str(label) for _f, label in COLUMNS],
+                      ([str(r.get(f, "") or "") for f, _label in COLUMNS] for r in rows),
+                      [widths.get(f, 12) for f, _label in COLUMNS])
