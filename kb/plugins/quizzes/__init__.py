@@ -141,7 +141,8 @@ def kb_cli_commands(app):
 
         path = Path(file)
         slug = slug or re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-") or "imported"
-        result = parse_file(path.name, path.read_bytes())
+        with app.app_context():  # messages in the operator's language (kb.i18n.locale_from_env)
+            result = parse_file(path.name, path.read_bytes())
         imported, refused = 0, None
         if not dry_run:
             with app.app_context():

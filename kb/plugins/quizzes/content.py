@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import yaml
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from kb import db
@@ -66,14 +67,14 @@ def load_nodes(text: str) -> Node:
     try:
         root = loader.get_single_node()
         if root is None:
-            raise QuizFileError(1, "文件是空的")
+            raise QuizFileError(1, _("文件是空的"))
         return _walk(loader, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise QuizFileError((mark.line + 1) if mark else 1,
-                            f"YAML 语法错误：{exc.problem or exc}") from exc
+                            _("YAML 语法错误：%(error)s", error=exc.problem or exc)) from exc
     except yaml.YAMLError as exc:
-        raise QuizFileError(1, f"YAML 语法错误：{exc}") from exc
+        raise QuizFileError(1, _("YAML 语法错误：%(error)s", error=exc)) from exc
     finally:
         loader.dispose()
 
@@ -87,7 +88,7 @@ def decode(data: bytes) -> str:
         try:
             return data.decode("gb18030")
         except UnicodeDecodeError as exc:
-            raise QuizFileError(1, "文件既不是 UTF-8 也不是 GBK 编码，请另存为 UTF-8") from exc
+            raise QuizFileError(1, _("文件既不是 UTF-8 也不是 GBK 编码，请另存为 UTF-8")) from exc
 
 
 # -- one question -------------------------------------------------------------------------------
@@ -121,13 +122,14 @@ class LessonRefs:
 
     def check(self, ref: str) -> str | None:
         """Return an error message, or None when the reference exists."""
-        path, _, anchor = ref.partition("#")
-        cslug, _, lslug = path.strip("/").partition("/")
+        path, _hash, anchor = ref.partition("#")
+        cslug, _slash, lslug = path.strip("/").partition("/")
         anchors = self._load().get((cslug, lslug))
         if anchors is None:
-            return f"lesson: 找不到课程 {path!r}（写成 课程/课时#小节，如 township-congress-basics/sessions#每年一般举行两次）"
+            return _("lesson: 找不到课程 %(path)r（写成 课程/课时#小节，如 "
+                     "township-congress-basics/sessions#每年一般举行两次）", path=path)
         if anchor and anchor not in anchors:
-            return f"lesson: 课时 {path} 没有小节 #{anchor}"
+            return _("lesson: 课时 %(path)s 没有小节 #%(anchor)s", path=path, anchor=anchor)
         return None
 
 
@@ -147,18 +149,18 @@ def normalize_options(raw) -> tuple[list[dict] | None, str | None]:
     """Options as a list (keys A..F in order) or a mapping A..F → text."""
     if isinstance(raw, list):
         if len(raw) > len(OPTION_KEYS):
-            return None, f"选项最多 {len(OPTION_KEYS)} 个"
+            return None, _("选项最多 %(n)s 个", n=len(OPTION_KEYS))
         return [{"key": OPTION_KEYS[i], "text": str(t).strip()} for i, t in enumerate(raw)], None
     if isinstance(raw, dict):
         out = []
         for k, t in raw.items():
             key = str(k).strip().upper()
             if len(key) != 1 or key not in OPTION_KEYS:
-                return None, f"选项键 {k!r} 不对：只能用 A–F"
+                return None, _("选项键 %(key)r 不对：只能用 A–F", key=k)
             out.append({"key": key, "text": str(t).strip()})
         out.sort(key=lambda o: o["key"])
         return out, None
-    return None, "options 应是列表或 A–F 映射"
+    return None, _("options 应是列表或 A–F 映射")
 
 
 def build_question(raw: dict, *, require_source=True, lesson_refs: LessonRefs | None = None
@@ -167,11 +169,12 @@ def build_question(raw: dict, *, require_source=True, lesson_refs: LessonRefs | 
     errors: list[tuple[str, str]] = []
     qtype = str(raw.get("type") or "").strip().lower()
     if qtype not in TYPES:
-        errors.append(("type", f"题型 {raw.get('type')!r} 不对：应为 single | multiple | truefalse | fill"))
+        errors.append(("type", _("题型 %(type)r 不对：应为 single | multiple | truefalse | fill",
+                                 type=raw.get("type"))))
         return None, errors
     stem = str(raw.get("stem") or "").strip()
     if not stem:
-        errors.append(("stem", "缺少题干（stem）"))
+        errors.append(("stem", _("缺少题干（stem）")))
     options: list[dict] = []
     answer: list = []
     raw_answer = raw.get("answer")
@@ -181,42 +184,43 @@ def build_question(raw: dict, *, require_source=True, lesson_refs: LessonRefs | 
             errors.append(("options", msg))
             options = []
         elif len(options) < 2:
-            errors.append(("options", "选择题至少要有两个选项"))
+            errors.append(("options", _("选择题至少要有两个选项")))
         elif any(not o["text"] for o in options):
-            errors.append(("options", "有空选项"))
+            errors.append(("options", _("有空选项")))
         keys = option_keys(raw_answer)
         valid = {o["key"] for o in options}
         if not keys:
-            errors.append(("answer", "缺少答案（answer）"))
+            errors.append(("answer", _("缺少答案（answer）")))
         elif options and set(keys) - valid:
-            errors.append(("answer", f"答案 {''.join(keys)} 不在选项 {''.join(sorted(valid))} 之中"))
+            errors.append(("answer", _("答案 %(answer)s 不在选项 %(options)s 之中", answer="".join(keys),
+                                       options="".join(sorted(valid)))))
         elif qtype == "single" and len(keys) != 1:
-            errors.append(("answer", f"单选题只能有一个答案，写的是 {''.join(keys)}"))
+            errors.append(("answer", _("单选题只能有一个答案，写的是 %(answer)s", answer="".join(keys))))
         answer = keys
     elif qtype == "truefalse":
         value = parse_bool(raw_answer) if raw_answer is not None else None
         if value is None:
-            errors.append(("answer", f"判断题答案应为 对/错（true/false），写的是 {raw_answer!r}"))
+            errors.append(("answer", _("判断题答案应为 对/错（true/false），写的是 %(answer)r", answer=raw_answer)))
         answer = [value]
     else:
         values = raw_answer if isinstance(raw_answer, list) else [raw_answer]
         answer = [str(v).strip() for v in values if v is not None and str(v).strip()]
         if not answer:
-            errors.append(("answer", "填空题缺少答案（answer）"))
+            errors.append(("answer", _("填空题缺少答案（answer）")))
     explanation = str(raw.get("explanation") or "").strip()
     if not explanation:
-        errors.append(("explanation", "缺少解析（explanation）"))
+        errors.append(("explanation", _("缺少解析（explanation）")))
     source = str(raw.get("source") or "").strip()
     lesson = str(raw.get("lesson") or "").strip()
     if require_source and not source and not lesson:
-        errors.append(("source", "缺少出处：写 source（法律和条款）或 lesson（课程/课时#小节）"))
+        errors.append(("source", _("缺少出处：写 source（法律和条款）或 lesson（课程/课时#小节）")))
     if lesson and lesson_refs is not None:
         msg = lesson_refs.check(lesson)
         if msg:
             errors.append(("lesson", msg))
     partial = raw.get("partial_credit", False)
     if not isinstance(partial, bool):
-        errors.append(("partial_credit", "partial_credit 应为 true 或 false"))
+        errors.append(("partial_credit", _("partial_credit 应为 true 或 false")))
         partial = False
     if errors:
         return None, errors
@@ -235,7 +239,7 @@ def parse_quiz(text: str, lesson_refs: LessonRefs | None = None
     except QuizFileError as exc:
         return None, [(exc.line, str(exc))]
     if not isinstance(root.value, dict):
-        return None, [(root.line, "测验文件应是一个映射（title: …, questions: …）")]
+        return None, [(root.line, _("测验文件应是一个映射（title: …, questions: …）"))]
     top = root.value
     errors: list[tuple[int, str]] = []
 
@@ -247,29 +251,30 @@ def parse_quiz(text: str, lesson_refs: LessonRefs | None = None
 
     for key in top:
         if key not in QUIZ_KEYS:
-            errors.append((line(key), f"未知字段 {key!r}"))
+            errors.append((line(key), _("未知字段 %(key)r", key=key)))
     title = str(val("title") or "").strip()
     if not title:
-        errors.append((root.line, "缺少标题（title）"))
+        errors.append((root.line, _("缺少标题（title）")))
     course = val("course")
     if course is not None:
         course = str(course).strip()
         if lesson_refs is not None and course not in lesson_refs.courses():
-            errors.append((line("course"), f"找不到课程 {course!r}"))
+            errors.append((line("course"), _("找不到课程 %(course)r", course=course)))
 
     def int_field(key, lo, hi, default):
         v = val(key, default)
         if v is None:
             return None
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            errors.append((line(key), f"{key} 应是 {lo}–{hi} 之间的整数，写的是 {v!r}"))
+            errors.append((line(key), _("%(key)s 应是 %(lo)s–%(hi)s 之间的整数，写的是 %(value)r",
+                                        key=key, lo=lo, hi=hi, value=v)))
             return default
         return v
 
     def bool_field(key, default):
         v = val(key, default)
         if not isinstance(v, bool):
-            errors.append((line(key), f"{key} 应为 true 或 false，写的是 {v!r}"))
+            errors.append((line(key), _("%(key)s 应为 true 或 false，写的是 %(value)r", key=key, value=v)))
             return default
         return v
 
@@ -279,34 +284,36 @@ def parse_quiz(text: str, lesson_refs: LessonRefs | None = None
     draw = int_field("draw", 1, 1000, None)
     grading = str(val("grading", "best"))
     if grading not in ("best", "last"):
-        errors.append((line("grading"), f"grading 应为 best 或 last，写的是 {grading!r}"))
+        errors.append((line("grading"), _("grading 应为 best 或 last，写的是 %(value)r", value=grading)))
     show_after = str(val("show_after", "answers"))
     if show_after not in SHOW_AFTER:
-        errors.append((line("show_after"), f"show_after 应为 answers 或 score，写的是 {show_after!r}"))
+        errors.append((line("show_after"), _("show_after 应为 answers 或 score，写的是 %(value)r",
+                                             value=show_after)))
     shuffle = bool_field("shuffle_options", False)
     one_per_screen = bool_field("one_per_screen", True)
 
     questions = []
     qnode = top.get("questions")
     if qnode is None or not isinstance(qnode.value, list) or not qnode.value:
-        errors.append((line("questions"), "缺少题目（questions 应是非空列表）"))
+        errors.append((line("questions"), _("缺少题目（questions 应是非空列表）")))
     else:
         seen: dict[str, int] = {}
         for item in qnode.value:
             if not isinstance(item.value, dict):
-                errors.append((item.line, "每道题应是一个映射（id: …, type: …）"))
+                errors.append((item.line, _("每道题应是一个映射（id: …, type: …）")))
                 continue
             fields = item.value
             for key in fields:
                 if key not in QUESTION_KEYS:
-                    errors.append((fields[key].line, f"未知字段 {key!r}"))
+                    errors.append((fields[key].line, _("未知字段 %(key)r", key=key)))
             qid = str(fields["id"].plain()).strip() if "id" in fields else ""
             if not qid:
-                errors.append((item.line, "缺少题目编号（id）：编号要稳定，改题不改编号"))
+                errors.append((item.line, _("缺少题目编号（id）：编号要稳定，改题不改编号")))
             elif not QID_RE.match(qid):
-                errors.append((fields["id"].line, f"题目编号 {qid!r} 只能用字母、数字、-、_、."))
+                errors.append((fields["id"].line, _("题目编号 %(qid)r 只能用字母、数字、-、_、.", qid=qid)))
             elif qid in seen:
-                errors.append((fields["id"].line, f"题目编号 {qid!r} 重复（第 {seen[qid]} 行已用）"))
+                errors.append((fields["id"].line, _("题目编号 %(qid)r 重复（第 %(line)s 行已用）",
+                                                    qid=qid, line=seen[qid])))
             else:
                 seen[qid] = fields["id"].line
             data, problems = build_question({k: n.plain() for k, n in fields.items()},
@@ -317,7 +324,7 @@ def parse_quiz(text: str, lesson_refs: LessonRefs | None = None
                 data["qid"] = qid
                 questions.append(data)
         if draw and questions and draw > len(qnode.value):
-            errors.append((line("draw"), f"draw={draw} 大于题目数 {len(qnode.value)}"))
+            errors.append((line("draw"), _("draw=%(draw)s 大于题目数 %(n)s", draw=draw, n=len(qnode.value))))
     if errors:
         return None, sorted(errors)
     return {"title": title, "course": course, "pass_score": pass_score,
@@ -380,7 +387,7 @@ def sync_quizzes(settings, report) -> None:
         except ValueError:
             rel = path
         if not SLUG_RE.match(slug):
-            report.problem(rel, 1, f"文件名 {path.name!r} 不能作为测验地址：只用小写字母、数字和 -")
+            report.problem(rel, 1, _("文件名 %(name)r 不能作为测验地址：只用小写字母、数字和 -", name=path.name))
             continue
         seen.add(slug)
         try:
@@ -405,7 +412,7 @@ def sync_quizzes(settings, report) -> None:
                 if quiz is None:
                     other = db.session.scalar(select(Quiz).where(Quiz.slug == slug))
                     if other is not None:  # an imported bank already has this slug
-                        report.problem(rel, 1, f"测验地址 {slug!r} 已被导入的题库占用")
+                        report.problem(rel, 1, _("测验地址 %(slug)r 已被导入的题库占用", slug=slug))
                         continue
                     quiz = Quiz(slug=slug, origin="file")
                     db.session.add(quiz)
@@ -420,7 +427,7 @@ def sync_quizzes(settings, report) -> None:
                 store_questions(quiz, parsed["questions"], retire_missing=True)
                 db.session.flush()
         except Exception as exc:  # one broken file never stops the others
-            report.problem(rel, 1, f"保存失败：{exc}")
+            report.problem(rel, 1, _("保存失败：%(error)s", error=exc))
     for slug, quiz in quizzes.items():
         if slug not in seen and quiz.is_active:
             quiz.is_active = False

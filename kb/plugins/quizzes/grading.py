@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from flask_babel import lazy_gettext as _l
+
 TYPES = ("single", "multiple", "truefalse", "fill")
-TYPE_LABELS = {"single": "单选", "multiple": "多选", "truefalse": "判断", "fill": "填空"}
+# In the reader's language; imports read the Chinese and the English labels (imports._TYPE_NAMES).
+TYPE_LABELS = {"single": _l("单选"), "multiple": _l("多选"), "truefalse": _l("判断"), "fill": _l("填空")}
 OPTION_KEYS = "ABCDEF"
 
 _TRUE = {"对", "正确", "是", "true", "t", "yes", "y", "√", "✓", "✔", "1", "right"}

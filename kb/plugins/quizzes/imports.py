@@ -17,10 +17,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import pgettext
 from sqlalchemy import select
 
 from kb import db
 from kb.content.files import DecodeError, decode_bytes
+from kb.i18n import join_list
 from kb.models import utcnow
 
 from .content import build_question, store_questions
@@ -28,12 +32,35 @@ from .grading import OPTION_KEYS, TYPE_LABELS
 from .models import Quiz
 
 MAX_BYTES = 5 * 1024 * 1024
+# The template's columns: (field, header). The headers are written in the reader's language
+# (template_headers()); a file may use the Chinese or the English ones (_HEADER_NAMES).
+TEMPLATE_COLUMNS = [("type", _l("题型")), ("stem", _l("题干")),
+                    *[(f"option{k}", _l("选项%(k)s", k=k)) for k in OPTION_KEYS],
+                    ("answer", _l("答案")), ("explanation", _l("解析")), ("source", _l("出处"))]
 TEMPLATE_HEADERS = ["题型", "题干", *[f"选项{k}" for k in OPTION_KEYS], "答案", "解析", "出处"]
+
+
+def _header_key(text: str) -> str:
+    return re.sub(r"\s+", "", str(text)).casefold()
+
+
+_HEADER_NAMES = {
+    **{_header_key(h): f for (f, _label), h in zip(TEMPLATE_COLUMNS, TEMPLATE_HEADERS, strict=True)},
+    "type": "type", "questiontype": "type", "question": "stem", "stem": "stem",
+    **{f"option{k}".casefold(): f"option{k}" for k in OPTION_KEYS},
+    "answer": "answer", "correctanswer": "answer", "explanation": "explanation",
+    "feedback": "explanation", "source": "source", "reference": "source",
+}
 _TYPE_NAMES = {"单选": "single", "单选题": "single", "单项选择": "single", "单项选择题": "single",
                "single": "single", "多选": "multiple", "多选题": "multiple",
                "多项选择": "multiple", "多项选择题": "multiple", "multiple": "multiple",
                "判断": "truefalse", "判断题": "truefalse", "truefalse": "truefalse",
-               "填空": "fill", "填空题": "fill", "fill": "fill"}
+               "填空": "fill", "填空题": "fill", "fill": "fill",
+               # The English labels an English export writes (grading.TYPE_LABELS), and friends.
+               "singlechoice": "single", "multiplechoice": "multiple", "true/false": "truefalse",
+               "trueorfalse": "truefalse", "fillintheblank": "fill", "fill-in-the-blank": "fill",
+               "fillin": "fill"}
+# Stored with an imported question that has no explanation: a fixed text shown as it is.
 NO_EXPLANATION = "（原题库未提供解析）"
 
 
@@ -73,7 +100,7 @@ def stable_qid(qtype: str, stem: str) -> str:
 def _add(result: ImportResult, raw: dict, where: str, *, require_explanation=True) -> None:
     if not require_explanation and not str(raw.get("explanation") or "").strip():
         raw["explanation"] = NO_EXPLANATION
-        result.warnings.append({"where": where, "message": "没有解析，已写入“原题库未提供解析”"})
+        result.warnings.append({"where": where, "message": _("没有解析，已写入“原题库未提供解析”")})
     data, problems = build_question(raw, require_source=False)
     if problems:
         for _field, msg in problems:
@@ -81,7 +108,7 @@ def _add(result: ImportResult, raw: dict, where: str, *, require_explanation=Tru
         return
     data["qid"] = stable_qid(data["type"], data["stem"])
     if any(q["qid"] == data["qid"] for q in result.questions):
-        result.skipped.append({"where": where, "reason": "与前面的题目重复"})
+        result.skipped.append({"where": where, "reason": _("与前面的题目重复")})
         return
     data["where"] = where
     result.questions.append(data)
@@ -99,9 +126,9 @@ def detect_format(filename: str, data: bytes) -> str:
 
 def parse_file(filename: str, data: bytes) -> ImportResult:
     if not data:
-        return ImportResult(errors=[{"where": filename, "message": "文件是空的"}])
+        return ImportResult(errors=[{"where": filename, "message": _("文件是空的")}])
     if len(data) > MAX_BYTES:
-        return ImportResult(errors=[{"where": filename, "message": "文件过大（上限 5 MB）"}])
+        return ImportResult(errors=[{"where": filename, "message": _("文件过大（上限 5 MB）")}])
     fmt = detect_format(filename, data)
     result = {"xml": parse_moodle_xml, "gift": parse_gift, "table": parse_table}[fmt](filename, data)
     result.fmt = fmt
@@ -112,7 +139,7 @@ def _decode(filename: str, data: bytes, result: ImportResult) -> str | None:
     try:
         return decode_bytes(data).text
     except (DecodeError, UnicodeDecodeError):
-        result.errors.append({"where": filename, "message": "文件不是 UTF-8 或 GBK 文本"})
+        result.errors.append({"where": filename, "message": _("文件不是 UTF-8 或 GBK 文本")})
         return None
 
 
@@ -125,7 +152,7 @@ def _table_rows(filename: str, data: bytes, result: ImportResult):
         try:
             wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception:
-            result.errors.append({"where": filename, "message": "文件不能作为 Excel 工作簿（.xlsx）打开"})
+            result.errors.append({"where": filename, "message": _("文件不能作为 Excel 工作簿（.xlsx）打开")})
             return []
         try:
             ws = wb.worksheets[0]
@@ -141,24 +168,29 @@ def _table_rows(filename: str, data: bytes, result: ImportResult):
     try:
         return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
-        result.errors.append({"where": filename, "message": f"CSV 格式错误：{exc}"})
+        result.errors.append({"where": filename, "message": _("CSV 格式错误：%(error)s", error=exc)})
         return []
 
 
 def parse_table(filename: str, data: bytes) -> ImportResult:
-    """The template: 题型, 题干, 选项A…选项F, 答案, 解析, 出处 (row numbers as in Excel)."""
+    """The template: 题型, 题干, 选项A…选项F, 答案, 解析, 出处 or the English headers an English
+    export writes (Type, Question, Option A…, Answer, Explanation, Source); row numbers as in Excel."""
     result = ImportResult()
     rows = _table_rows(filename, data, result)
     header_at, columns = None, {}
     for i, row in enumerate(rows[:10]):
-        names = [re.sub(r"\s+", "", c) for c in row]
-        if "题干" in names and "答案" in names:
+        fields = [_HEADER_NAMES.get(_header_key(c)) for c in row]
+        if "stem" in fields and "answer" in fields:
             header_at = i
-            columns = {name: j for j, name in enumerate(names) if name}
+            columns = {}
+            for j, f in enumerate(fields):
+                if f is not None:
+                    columns.setdefault(f, j)
             break
     if header_at is None:
         if not result.errors:
-            result.errors.append({"where": filename, "message": "找不到表头：第一行应为 " + "、".join(TEMPLATE_HEADERS)})
+            result.errors.append({"where": filename, "message": _("找不到表头：第一行应为 %(headers)s",
+                                                                  headers=join_list(template_headers()))})
         return result
 
     def cell(row, name):
@@ -168,16 +200,17 @@ def parse_table(filename: str, data: bytes) -> ImportResult:
     for i, row in enumerate(rows[header_at + 1:], start=header_at + 2):
         if not any(str(c).strip() for c in row):
             continue
-        where = f"第 {i} 行"
-        kind = cell(row, "题型")
+        where = pgettext("spreadsheet row", "第 %(n)s 行", n=i)
+        kind = cell(row, "type")
         qtype = _TYPE_NAMES.get(kind.lower().replace(" ", ""))
         if qtype is None:
-            result.errors.append({"where": where, "message": f"题型 {kind!r} 不对：应为 单选、多选、判断 或 填空"})
+            result.errors.append({"where": where, "message": _("题型 %(type)r 不对：应为 %(types)s",
+                                                               type=kind, types=_type_choices())})
             continue
-        options = [(k, cell(row, f"选项{k}")) for k in OPTION_KEYS]
-        answer = cell(row, "答案")
-        raw = {"type": qtype, "stem": cell(row, "题干"), "explanation": cell(row, "解析"),
-               "source": cell(row, "出处"), "answer": answer or None}
+        options = [(k, cell(row, f"option{k}")) for k in OPTION_KEYS]
+        answer = cell(row, "answer")
+        raw = {"type": qtype, "stem": cell(row, "stem"), "explanation": cell(row, "explanation"),
+               "source": cell(row, "source"), "answer": answer or None}
         if qtype in ("single", "multiple"):
             raw["options"] = {k: t for k, t in options if t}
         elif qtype == "fill" and answer:
@@ -186,20 +219,34 @@ def parse_table(filename: str, data: bytes) -> ImportResult:
     return result
 
 
+def template_headers() -> list[str]:
+    """The template's header row in the reader's language."""
+    return [str(label) for _f, label in TEMPLATE_COLUMNS]
+
+
+def _type_choices() -> str:
+    """单选、多选、判断 或 填空 (the type labels in the reader's language)."""
+    labels = [str(TYPE_LABELS[t]) for t in ("single", "multiple", "truefalse", "fill")]
+    return _("%(first)s 或 %(last)s", first=join_list(labels[:-1]), last=labels[-1])
+
+
 def template_xlsx() -> bytes:
+    """The import template: headers and type labels in the reader's language; the example
+    questions are sample content (Chinese, like the real banks)."""
     from openpyxl import Workbook
 
+    single, multiple, truefalse, fill = (str(TYPE_LABELS[t]) for t in ("single", "multiple", "truefalse", "fill"))
     wb = Workbook()
     ws = wb.active
-    ws.title = "题库"
-    ws.append(TEMPLATE_HEADERS)
-    ws.append(["单选", "乡镇人民代表大会每届任期几年？", "三年", "四年", "五年", "", "", "", "C",
+    ws.title = _("题库")
+    ws.append(template_headers())
+    ws.append([single, "乡镇人民代表大会每届任期几年？", "三年", "四年", "五年", "", "", "", "C",
                "宪法规定地方各级人民代表大会每届任期五年。", "宪法 第九十八条"])
-    ws.append(["多选", "代表在闭会期间可以开展哪些活动？", "视察", "专题调研", "直接处理问题", "", "", "",
+    ws.append([multiple, "代表在闭会期间可以开展哪些活动？", "视察", "专题调研", "直接处理问题", "", "", "",
                "AB", "代表可以视察、调研，但不直接处理问题。", "代表法(2025) 第二十九条、第三十条"])
-    ws.append(["判断", "乡镇人大设立常务委员会。", "", "", "", "", "", "", "错",
+    ws.append([truefalse, "乡镇人大设立常务委员会。", "", "", "", "", "", "", _("错"),
                "县级以上的地方各级人大设立常务委员会，乡镇人大不设。", "宪法 第九十六条"])
-    ws.append(["填空", "代表建议应当自交办之日起____个月内答复。", "", "", "", "", "", "", "三|3",
+    ws.append([fill, "代表建议应当自交办之日起____个月内答复。", "", "", "", "", "", "", "三|3",
                "一般三个月内答复，涉及面广的不超过六个月。", "代表法(2025) 第五十一条"])
     for col, width in zip("ABCDEFGHIJK", (8, 40, 14, 14, 14, 14, 14, 14, 8, 40, 24), strict=True):
         ws.column_dimensions[col].width = width
@@ -209,6 +256,8 @@ def template_xlsx() -> bytes:
 
 
 def export_xlsx(quiz: Quiz) -> bytes:
+    """The bank in the template's layout, headers, type labels and 对/错 in the reader's language
+    (parse_table reads it back in either language)."""
     from kb.exports import xlsx_bytes
 
     rows = []
@@ -217,12 +266,12 @@ def export_xlsx(quiz: Quiz) -> bytes:
         if q.type in ("single", "multiple"):
             answer = "".join(q.answer)
         elif q.type == "truefalse":
-            answer = "对" if q.answer and q.answer[0] else "错"
+            answer = _("对") if q.answer and q.answer[0] else _("错")
         else:
             answer = "|".join(q.answer)
-        rows.append((TYPE_LABELS[q.type], q.stem, *[opts.get(k, "") for k in OPTION_KEYS],
+        rows.append((str(TYPE_LABELS[q.type]), q.stem, *[opts.get(k, "") for k in OPTION_KEYS],
                      answer, q.explanation, q.source or q.lesson))
-    return xlsx_bytes("题库", TEMPLATE_HEADERS, rows)
+    return xlsx_bytes(_("题库"), template_headers(), rows)
 
 
 # -- Moodle GIFT --------------------------------------------------------------------------------
@@ -271,7 +320,7 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
     if text is None:
         return result
     for line, block in _gift_blocks(text):
-        where = f"第 {line} 行"
+        where = _("第 %(n)s 行", n=line)
         src = block
         for k, v in _GIFT_ESC.items():
             src = src.replace(k, v)
@@ -280,10 +329,10 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
         src = re.sub(r"^\s*::(.*?)::", "", src, count=1, flags=re.S)
         opens, closes = src.count("{"), src.count("}")
         if opens == 0:
-            result.errors.append({"where": where, "message": "GIFT 语法错误：没有答案块 {…}"})
+            result.errors.append({"where": where, "message": _("GIFT 语法错误：没有答案块 {…}")})
             continue
         if opens != closes or opens > 1 or src.index("{") > src.index("}"):
-            result.errors.append({"where": where, "message": "GIFT 语法错误：花括号 { } 不配对"})
+            result.errors.append({"where": where, "message": _("GIFT 语法错误：花括号 { } 不配对")})
             continue
         before, rest = src.split("{", 1)
         body, after = rest.split("}", 1)
@@ -296,7 +345,7 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
             body, feedback = body.split("####", 1)
             feedback = _unesc(feedback)
         if body == "":
-            result.skipped.append({"where": where, "reason": "问答题（essay）不能自动评分，已跳过"})
+            result.skipped.append({"where": where, "reason": _("问答题（essay）不能自动评分，已跳过")})
             continue
         if re.fullmatch(r"(T|F|TRUE|FALSE)(\s*#.*)?", body, flags=re.S | re.I):
             value = body.split("#")[0].strip().upper().startswith("T")
@@ -314,19 +363,19 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
                 if value:
                     answers.append(value)
             if not answers:
-                result.errors.append({"where": where, "message": "数值题没有答案"})
+                result.errors.append({"where": where, "message": _("数值题没有答案")})
                 continue
             if ":" in body or ".." in body:
-                result.warnings.append({"where": where, "message": "数值题的误差范围不导入，只接受准确值"})
+                result.warnings.append({"where": where, "message": _("数值题的误差范围不导入，只接受准确值")})
             _add(result, {"type": "fill", "stem": stem, "answer": answers,
                           "explanation": feedback}, where, require_explanation=False)
             continue
         parts = re.findall(r"([=~])([^=~]*)", body)
         if not parts:
-            result.errors.append({"where": where, "message": "GIFT 语法错误：答案块里没有 = 或 ~ 开头的答案"})
+            result.errors.append({"where": where, "message": _("GIFT 语法错误：答案块里没有 = 或 ~ 开头的答案")})
             continue
-        if any("->" in text for _, text in parts):
-            result.skipped.append({"where": where, "reason": "配对题（matching）不支持，已跳过"})
+        if any("->" in text for _mark, text in parts):
+            result.skipped.append({"where": where, "reason": _("配对题（matching）不支持，已跳过")})
             continue
         choices = []
         for mark, item in parts:
@@ -337,16 +386,16 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
                 weight = float(m.group(1))
                 item = item[m.end():]
             choices.append((weight, _unesc(item)))
-        if all(mark == "=" for mark, _ in parts):
+        if all(mark == "=" for mark, _text in parts):
             _add(result, {"type": "fill", "stem": stem, "answer": [c for _, c in choices],
                           "explanation": feedback}, where, require_explanation=False)
             continue
         if len(choices) > len(OPTION_KEYS):
-            result.skipped.append({"where": where, "reason": f"选项超过 {len(OPTION_KEYS)} 个，已跳过"})
+            result.skipped.append({"where": where, "reason": _("选项超过 %(n)s 个，已跳过", n=len(OPTION_KEYS))})
             continue
-        options = {OPTION_KEYS[i]: c for i, (_, c) in enumerate(choices)}
-        right = [OPTION_KEYS[i] for i, (w, _) in enumerate(choices) if w > 0]
-        qtype = "single" if len(right) == 1 and any(w == 100 for w, _ in choices) else "multiple"
+        options = {OPTION_KEYS[i]: c for i, (_w, c) in enumerate(choices)}
+        right = [OPTION_KEYS[i] for i, (w, _c) in enumerate(choices) if w > 0]
+        qtype = "single" if len(right) == 1 and any(w == 100 for w, _c in choices) else "multiple"
         _add(result, {"type": qtype, "stem": stem, "options": options, "answer": right or None,
                       "explanation": feedback}, where, require_explanation=False)
     return result
@@ -376,14 +425,15 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as exc:
-        result.errors.append({"where": filename, "message": f"XML 含有 DTD 或实体声明，出于安全原因拒绝读取（{type(exc).__name__}）"})
+        result.errors.append({"where": filename, "message": _("XML 含有 DTD 或实体声明，出于安全原因拒绝读取（%(kind)s）",
+                                                              kind=type(exc).__name__)})
         return result
     except ParseError as exc:
         line = getattr(exc, "position", (0, 0))[0]
-        result.errors.append({"where": f"第 {line} 行", "message": f"XML 格式错误：{exc}"})
+        result.errors.append({"where": _("第 %(n)s 行", n=line), "message": _("XML 格式错误：%(error)s", error=exc)})
         return result
     if root.tag != "quiz":
-        result.errors.append({"where": filename, "message": "不是 Moodle XML：根元素应为 <quiz>"})
+        result.errors.append({"where": filename, "message": _("不是 Moodle XML：根元素应为 <quiz>")})
         return result
     number = 0
     for el in root.findall("question"):
@@ -392,7 +442,7 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
             continue
         number += 1
         name = _text(el, "name/text")
-        where = f"第 {number} 题" + (f"（{name}）" if name else "")
+        where = _("第 %(n)s 题（%(name)s）", n=number, name=name) if name else _("第 %(n)s 题", n=number)
         stem = _text(el, "questiontext/text")
         feedback = _text(el, "generalfeedback/text")
         answers = [(float(a.get("fraction", "0") or 0), _text(a, "text"))
@@ -400,10 +450,10 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
         if qtype == "multichoice":
             single = (el.findtext("single") or "true").strip().lower() in ("true", "1")
             if len(answers) > len(OPTION_KEYS):
-                result.skipped.append({"where": where, "reason": f"选项超过 {len(OPTION_KEYS)} 个，已跳过"})
+                result.skipped.append({"where": where, "reason": _("选项超过 %(n)s 个，已跳过", n=len(OPTION_KEYS))})
                 continue
-            options = {OPTION_KEYS[i]: t for i, (_, t) in enumerate(answers)}
-            right = [OPTION_KEYS[i] for i, (f, _) in enumerate(answers) if f > 0]
+            options = {OPTION_KEYS[i]: t for i, (_f, t) in enumerate(answers)}
+            right = [OPTION_KEYS[i] for i, (f, _t) in enumerate(answers) if f > 0]
             _add(result, {"type": "single" if single else "multiple", "stem": stem,
                           "options": options, "answer": right or None, "explanation": feedback,
                           "partial_credit": False}, where, require_explanation=False)
@@ -417,7 +467,8 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
             _add(result, {"type": "fill", "stem": stem, "answer": right or None,
                           "explanation": feedback}, where, require_explanation=False)
         else:
-            result.skipped.append({"where": where, "reason": f"题型 {qtype or '（未注明）'} 不支持，已跳过"})
+            result.skipped.append({"where": where, "reason": _("题型 %(type)s 不支持，已跳过",
+                                                               type=qtype or _("（未注明）"))})
     return result
 
 
@@ -432,7 +483,7 @@ def commit_import(result: ImportResult, *, slug: str, title: str | None, org_uni
     """Save the valid questions into the bank ``slug``; nothing when there are errors unless
     ``valid_only``. Return the number of questions imported (added or updated)."""
     if result.errors and not valid_only:
-        raise ImportRefused("文件有错误，没有导入任何题目（可以选择只导入正确的题目）")
+        raise ImportRefused(_("文件有错误，没有导入任何题目（可以选择只导入正确的题目）"))
     if not result.questions:
         return 0
     quiz = db.session.scalar(select(Quiz).where(Quiz.slug == slug))
@@ -443,7 +494,7 @@ def commit_import(result: ImportResult, *, slug: str, title: str | None, org_uni
         db.session.add(quiz)
         db.session.flush()
     elif quiz.origin != "import" or quiz.org_unit_id != org_unit_id:
-        raise ImportRefused(f"测验 {slug!r} 不是本县导入的题库，不能往里导入")
+        raise ImportRefused(_("测验 %(slug)r 不是本县导入的题库，不能往里导入", slug=slug))
     if title:
         quiz.title = title
     quiz.is_active = True

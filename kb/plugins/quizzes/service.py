@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -130,10 +131,10 @@ def start_attempt(quiz: Quiz, user, rng: random.Random | None = None) -> Attempt
         return current
     left = attempts_left(quiz, user.id)
     if left == 0:
-        raise QuizError("本测验的作答次数已用完")
+        raise QuizError(_("本测验的作答次数已用完"))
     ids = draw_questions(quiz, user.id, rng)
     if not ids:
-        raise QuizError("本测验还没有题目")
+        raise QuizError(_("本测验还没有题目"))
     rng = rng or random.Random()
     orders = {}
     if quiz.shuffle_options:
@@ -157,7 +158,7 @@ def start_attempt(quiz: Quiz, user, rng: random.Random | None = None) -> Attempt
         db.session.rollback()
         current = open_attempt(quiz.id, user.id)
         if current is None:
-            raise QuizError("请重试") from None
+            raise QuizError(_("请重试")) from None
         return current
     return attempt
 
@@ -182,16 +183,16 @@ def save_answer(attempt: Attempt, question_id: int, values) -> Answer:
     if status != "open" or attempt.status != "open":
         db.session.rollback()
         db.session.refresh(attempt)
-        raise QuizError("本次测验已交卷，答案不能再修改")
+        raise QuizError(_("本次测验已交卷，答案不能再修改"))
     if is_expired(attempt):
         db.session.rollback()
         finalize(attempt, expired=True)
-        raise QuizError("作答时间已到，已按保存的答案交卷")
+        raise QuizError(_("作答时间已到，已按保存的答案交卷"))
     if question_id not in (attempt.question_ids or []):
-        raise QuizError("这道题不在本次测验中")
+        raise QuizError(_("这道题不在本次测验中"))
     question = db.session.get(Question, question_id)
     response = clean_response(question, values)
-    for _ in range(2):
+    for _try in range(2):
         row = db.session.scalar(select(Answer).where(
             Answer.attempt_id == attempt.id, Answer.question_id == question_id))
         if row is None:
@@ -203,7 +204,7 @@ def save_answer(attempt: Attempt, question_id: int, values) -> Answer:
             return row
         except IntegrityError:  # the same answer saved from two tabs at once
             db.session.rollback()
-    raise QuizError("保存失败，请重试")
+    raise QuizError(_("保存失败，请重试"))
 
 
 def finalize(attempt: Attempt, *, expired: bool = False) -> bool:
@@ -412,7 +413,7 @@ def daily_answer(user, daily: Daily, question_id: int, values) -> dict:
     """Grade one daily question (once) and reschedule its review card."""
     key = str(question_id)
     if question_id not in (daily.question_ids or []):
-        raise QuizError("这道题不在今天的练习中")
+        raise QuizError(_("这道题不在今天的练习中"))
     if key in (daily.done or {}):
         return daily.done[key]
     question = db.session.get(Question, question_id)

@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -31,6 +32,7 @@ from . import service
 from .content import lesson_url
 from .grading import OPTION_KEYS, TYPE_LABELS
 from .imports import (
+    NO_EXPLANATION,
     ImportRefused,
     ImportResult,
     commit_import,
@@ -55,6 +57,12 @@ def local(dt):
     return dt.replace(tzinfo=UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
+@bp.app_template_filter("quiz_explanation")
+def quiz_explanation(text: str) -> str:
+    """A question's explanation; the fixed text stored for imports without one is translated."""
+    return _("（原题库未提供解析）") if text == NO_EXPLANATION else text
+
+
 @bp.app_template_filter("quiz_local")
 def _local_filter(dt):
     return local(dt)
@@ -75,7 +83,7 @@ def answer_text(question: Question, values, attempt: Attempt | None = None) -> s
         return _("（未作答）")
     if question.type in ("single", "multiple"):
         opts = {o["key"]: o for o in display_options(question, attempt)}
-        return "；".join(f"{opts[k]['letter']}. {opts[k]['text']}" for k in
+        return _("；").join(f"{opts[k]['letter']}. {opts[k]['text']}" for k in
                         sorted(values, key=lambda k: opts[k]["letter"] if k in opts else k)
                         if k in opts) or _("（未作答）")
     if question.type == "truefalse":
@@ -442,7 +450,7 @@ def import_confirm():
     draft.committed_at = utcnow()
     from kb import audit
 
-    audit.record("quizzes.import", None, f"导入题库 {draft.payload['slug']}：{n} 题",
+    audit.record("quizzes.import", None, _l("导入题库 %(slug)s：%(n)s 题", slug=draft.payload["slug"], n=n),
                  filename=draft.filename, by_type=result.by_type())
     db.session.commit()
     flash(_("已导入 %(n)s 道题", n=n), "ok")
@@ -491,7 +499,7 @@ def settings(quiz_slug):
             quiz.show_after = "score" if request.form.get("show_after") == "score" else "answers"
             from kb import audit
 
-            audit.record("quizzes.settings", None, f"修改测验设置 {quiz.slug}",
+            audit.record("quizzes.settings", None, _l("修改测验设置 %(slug)s", slug=quiz.slug),
                          quiz=quiz.slug, pass_score=pass_score, time_limit=time_limit)
             db.session.commit()
             flash(_("设置已保存"), "ok")

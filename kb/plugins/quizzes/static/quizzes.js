@@ -7,6 +7,8 @@
   var submitUrl = form.getAttribute("data-submit-url");
   var token = (form.querySelector("input[name=csrf_token]") || {}).value || "";
   var submitting = false;
+  // UI texts come from the page (data-msg-*, translated by the template): no catalogue here.
+  function msg(name) { return form.getAttribute("data-msg-" + name) || ""; }
 
   function responseOf(fieldset) {
     var values = [];
@@ -22,20 +24,20 @@
     var state = fieldset.querySelector(".save-state");
     var body = JSON.stringify({question_id: Number(fieldset.getAttribute("data-question")),
                                response: responseOf(fieldset)});
-    if (state) { state.textContent = "保存中…"; }
+    if (state) { state.textContent = msg("saving"); }
     return fetch(saveUrl, {method: "POST", credentials: "same-origin", body: body,
                            headers: {"Content-Type": "application/json", "Accept": "application/json",
                                      "X-CSRFToken": token}})
       .then(function (r) { return r.json().then(function (d) { return [r.status, d]; }); })
       .then(function (res) {
         var data = res[1];
-        if (data.ok) { if (state) { state.textContent = "已保存"; } }
+        if (data.ok) { if (state) { state.textContent = msg("saved"); } }
         else {
-          if (state) { state.textContent = data.error || "未保存"; }
+          if (state) { state.textContent = data.error || msg("unsaved"); }
           if (data.status !== "open") { window.location.reload(); }
         }
       })
-      .catch(function () { if (state) { state.textContent = "网络不通，答案会在下次提交时保存"; } });
+      .catch(function () { if (state) { state.textContent = msg("offline"); } });
   }
 
   var timers = {};
