@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import pgettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import and_, case, exists, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 import kb
 from kb.events import AttendanceMarked
 from kb.extensions import db
+from kb.i18n import N_
 from kb.models import OrgUnit, User, utcnow
 
 from .models import (
@@ -45,11 +47,20 @@ DEFAULTS = {
     "ATTENDANCE_OPEN_BEFORE": 30,         # minutes before the start check-in opens
     "ATTENDANCE_LATE_AFTER": 10,          # minutes after the start a check-in counts as late
     "ATTENDANCE_CLOSE_AFTER": 0,          # minutes after the end check-in closes
-    "ATTENDANCE_STATUS_NAMES": {PRESENT: "出席", LATE: "迟到", LEAVE: "请假", ABSENT: "缺席"},
+    # None: the built-in names (出席/迟到/请假/缺席) in the reader's language. A mapping such as
+    # {"present": "到会"} replaces those names with the operator's words, in every language.
+    "ATTENDANCE_STATUS_NAMES": None,
 }
 # The canonical names carried by AttendanceMarked, whatever the display names are.
 EVENT_STATUS = {PRESENT: "出席", LATE: "迟到"}
-AUTO_NOTE = "签到结束，自动记为缺席"
+# Notes the system writes into attendance_mark_log. They are stored in Chinese (the key; the
+# session page hides AUTO_NOTE rows by it) and shown in the reader's language (note_text).
+AUTO_NOTE = N_("签到结束，自动记为缺席")
+SELF_NOTE = N_("本人签到")
+ORGANISER_NOTE = N_("组织者标记")
+LEAVE_NOTE = N_("批准请假")
+PAPER_NOTE = N_("纸质签到表录入")
+SYSTEM_NOTES = frozenset({AUTO_NOTE, SELF_NOTE, ORGANISER_NOTE, LEAVE_NOTE, PAPER_NOTE})
 
 
 def now() -> datetime:
@@ -64,8 +75,23 @@ def cfg(key: str):
 def status_name(status: str | None) -> str:
     if not status:
         return _("未签到")
-    names = {**DEFAULTS["ATTENDANCE_STATUS_NAMES"], **(cfg("ATTENDANCE_STATUS_NAMES") or {})}
-    return names.get(status, status)
+    configured = cfg("ATTENDANCE_STATUS_NAMES") or {}
+    if status in configured:
+        return configured[status]
+    if status == PRESENT:
+        return pgettext("attendance status", "出席")
+    if status == LATE:
+        return pgettext("attendance status", "迟到")
+    if status == LEAVE:
+        return pgettext("attendance status", "请假")
+    if status == ABSENT:
+        return pgettext("attendance status", "缺席")
+    return status
+
+
+def note_text(note: str | None) -> str:
+    """A mark-log note in the reader's language when the system wrote it; else as stored."""
+    return _(note) if note in SYSTEM_NOTES else (note or "")
 
 
 # -- time zone ---------------------------------------------------------------------------------
@@ -267,7 +293,7 @@ def check_in(session: TrainingSession, user, device_id: str | None, source: str 
             existing.status, existing.source, existing.device_id = state, source, device_id
             existing.checked_in_at, existing.updated_at, existing.updated_by = at, at, user.id
             db.session.add(MarkLog(session_id=session.id, user_id=user.id, old_status=old,
-                                   new_status=state, actor_id=user.id, at=at, note="本人签到"))
+                                   new_status=state, actor_id=user.id, at=at, note=SELF_NOTE))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -357,7 +383,7 @@ def decide_leave(leave: LeaveRequest, approve: bool, actor_id: int) -> None:
     leave.state = "approved" if approve else "refused"
     leave.decided_by, leave.decided_at = actor_id, now()
     if approve:
-        set_status(leave.session, leave.user_id, LEAVE, actor_id, source="leave", note="批准请假")
+        set_status(leave.session, leave.user_id, LEAVE, actor_id, source="leave", note=LEAVE_NOTE)
 
 
 # -- reports -------------------------------------------------------------------------------------

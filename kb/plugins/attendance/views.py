@@ -83,6 +83,16 @@ def att_status(status):
     return service.status_name(status)
 
 
+@bp.app_template_filter("att_note")
+def att_note(note):
+    return service.note_text(note)
+
+
+# How a record came about (Record.source), for the session export.
+SOURCE_LABELS = {"qr": _l("扫码签到"), "code": _l("输入签到码"), "manual": _l("组织者标记"),
+                 "paper": _l("纸质签到表"), "leave": _l("批准请假"), "auto": _l("自动记为缺席")}
+
+
 @bp.app_template_filter("att_pct")
 def att_pct(value):
     return "—" if value is None else f"{value * 100:.1f}%"
@@ -343,7 +353,7 @@ def class_new():
                               org_unit_id=form.org_unit_id.data, created_by=current_user.id)
         db.session.add(klass)
         db.session.flush()
-        audit.record("attendance.class_create", klass, f"创建培训班「{klass.title}」")
+        audit.record("attendance.class_create", klass, _l("创建培训班「%(title)s」", title=klass.title))
         db.session.commit()
         flash(_("培训班已创建，请添加场次并报名学员。"), "success")
         return redirect(url_for("attendance.class_detail", class_id=klass.id))
@@ -381,7 +391,7 @@ def session_add(class_id):
                                       hours=float(form.hours.data))
             db.session.add(session)
             db.session.flush()
-            audit.record("attendance.session_create", session, f"「{klass.title}」新增场次")
+            audit.record("attendance.session_create", session, _l("「%(title)s」新增场次", title=klass.title))
             db.session.commit()
             flash(_("场次已添加。"), "success")
     else:
@@ -408,7 +418,7 @@ def session_edit(session_id):
         else:
             session.title, session.place = (form.title.data or "").strip(), (form.place.data or "").strip()
             session.hours, session.starts_at, session.ends_at = float(form.hours.data), starts, ends
-            audit.record("attendance.session_edit", session, f"修改「{session.klass.title}」的场次")
+            audit.record("attendance.session_edit", session, _l("修改「%(title)s」的场次", title=session.klass.title))
             db.session.commit()
             flash(_("场次已保存。"), "success")
             return redirect(url_for("attendance.class_detail", class_id=session.class_id))
@@ -428,7 +438,7 @@ def session_delete(session_id):
     else:
         db.session.execute(LeaveRequest.__table__.delete().where(LeaveRequest.session_id == session.id))
         db.session.execute(MarkLog.__table__.delete().where(MarkLog.session_id == session.id))
-        audit.record("attendance.session_delete", session, f"删除「{session.klass.title}」的一个场次")
+        audit.record("attendance.session_delete", session, _l("删除「%(title)s」的一个场次", title=session.klass.title))
         db.session.delete(session)
         db.session.commit()
         flash(_("场次已删除。"), "success")
@@ -490,7 +500,8 @@ def enrol(class_id):
             if removable:
                 db.session.execute(Enrolment.__table__.delete().where(
                     Enrolment.class_id == klass.id, Enrolment.user_id.in_(removable)))
-            audit.record("attendance.unenrol", klass, f"从「{klass.title}」移出 {len(removable)} 人")
+            audit.record("attendance.unenrol", klass, _l("从「%(title)s」移出 %(n)s 人", title=klass.title,
+                                                         n=len(removable)))
             db.session.commit()
             if marked:
                 flash(_("%(n)s 人已有考勤记录，未移出。", n=len(marked)), "error")
@@ -499,7 +510,7 @@ def enrol(class_id):
         else:
             flash(_("请选择操作。"), "error")
             return redirect(url_for("attendance.enrol", class_id=klass.id))
-        audit.record("attendance.enrol", klass, f"向「{klass.title}」报名 {n} 人")
+        audit.record("attendance.enrol", klass, _l("向「%(title)s」报名 %(n)s 人", title=klass.title, n=n))
         db.session.commit()
         flash(_("已报名 %(n)s 人。", n=n), "success")
         return redirect(url_for("attendance.enrol", class_id=klass.id))
@@ -608,11 +619,11 @@ def session_mark(session_id):
                 wanted[int(v)] = bulk
     changed: dict[str, list[int]] = {}
     for uid, status in wanted.items():
-        if service.set_status(session, uid, status, current_user.id, note="组织者标记"):
+        if service.set_status(session, uid, status, current_user.id, note=service.ORGANISER_NOTE):
             changed.setdefault(status, []).append(uid)
     n = sum(len(v) for v in changed.values())
     if n:
-        audit.record("attendance.mark", session, f"标记 {n} 人的考勤")
+        audit.record("attendance.mark", session, _l("标记 %(n)s 人的考勤", n=n))
     db.session.commit()
     for status, uids in changed.items():
         service.emit_marked(session, uids, status)
@@ -632,8 +643,9 @@ def leave_decide(leave_id):
         flash(_("请选择批准或不批准。"), "error")
     else:
         service.decide_leave(leave, decision == "approve", current_user.id)
-        audit.record("attendance.leave_" + decision, leave.session,
-                     f"{'批准' if decision == 'approve' else '不批准'}请假：{leave.user.name}")
+        summary = (_l("批准请假：%(name)s", name=leave.user.name) if decision == "approve"
+                   else _l("不批准请假：%(name)s", name=leave.user.name))
+        audit.record("attendance.leave_" + decision, leave.session, summary)
         db.session.commit()
         flash(_("已处理请假申请。"), "success")
     return redirect(url_for("attendance.session_detail", session_id=leave.session_id))
@@ -741,9 +753,9 @@ def paper(session_id):
                 marked.append(ids[0])
         changed = [uid for uid in dict.fromkeys(marked)
                    if service.set_status(session, uid, form.status.data, current_user.id,
-                                         source="paper", note="纸质签到表录入")]
+                                         source="paper", note=service.PAPER_NOTE)]
         if changed:
-            audit.record("attendance.paper", session, f"录入纸质签到 {len(changed)} 人")
+            audit.record("attendance.paper", session, _l("录入纸质签到 %(n)s 人", n=len(changed)))
         db.session.commit()
         service.emit_marked(session, changed, form.status.data)
         db.session.commit()
@@ -761,7 +773,7 @@ def _table_response(name: str, fmt: str, header: list[str], rows: list[list]) ->
     if fmt == "csv":
         body, mime = csv_bytes(header, rows), "text/csv; charset=utf-8"
     elif fmt == "xlsx":
-        body, mime = xlsx_bytes("考勤", header, rows), \
+        body, mime = xlsx_bytes(_("考勤"), header, rows), \
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     else:
         abort(404)
@@ -781,9 +793,10 @@ def session_export(session_id, fmt):
     session = get_session_or_404(session_id)
     service.close_due_sessions(session_id=session.id)
     rows = [[u.name, org or "", service.status_name(r.status if r else None),
-             att_local(r.checked_in_at) if r and r.checked_in_at else "", (r.source if r else "")]
+             att_local(r.checked_in_at) if r and r.checked_in_at else "",
+             str(SOURCE_LABELS.get(r.source, r.source)) if r else ""]
             for u, org, r in service.session_rows(session)]
-    return _table_response("场次考勤", fmt, ["姓名", "单位", "状态", "签到时间", "方式"], rows)
+    return _table_response(_("场次考勤"), fmt, [_("姓名"), _("单位"), _("状态"), _("签到时间"), _("方式")], rows)
 
 
 def _class_stats(klass):
@@ -812,9 +825,10 @@ def class_export(class_id, fmt):
     service.close_due_sessions(class_id=klass.id)
     rows = [[r.name, r.org or "", r.expected, r.present, r.late, r.leave, r.absent,
              _pct_text(service.rate(r))] for r in _class_stats(klass)]
-    return _table_response("培训班考勤", fmt,
-                           ["姓名", "单位", "应到场次", service.status_name(PRESENT), service.status_name(LATE),
-                            service.status_name(LEAVE), service.status_name("absent"), "出勤率"], rows)
+    return _table_response(_("培训班考勤"), fmt,
+                           [_("姓名"), _("单位"), _("应到场次"), service.status_name(PRESENT),
+                            service.status_name(LATE), service.status_name(LEAVE), service.status_name("absent"),
+                            _("出勤率")], rows)
 
 
 def _year() -> int:
@@ -849,9 +863,9 @@ def report_export(fmt):
     year = _year()
     rows = [[r.name, r.expected, r.present, r.late, r.leave, r.absent, _pct_text(service.rate(r))]
             for r in _township_stats(year)]
-    return _table_response(f"乡镇考勤-{year}", fmt,
-                           ["乡镇", "应到人次", service.status_name(PRESENT), service.status_name(LATE),
-                            service.status_name(LEAVE), service.status_name("absent"), "出勤率"], rows)
+    return _table_response(_("乡镇考勤-%(year)s", year=year), fmt,
+                           [_("乡镇"), _("应到人次"), service.status_name(PRESENT), service.status_name(LATE),
+                            service.status_name(LEAVE), service.status_name("absent"), _("出勤率")], rows)
 
 
 def _people_stats(org_id: int, year: int):
@@ -882,9 +896,9 @@ def report_org_export(org_id, fmt):
     year = _year()
     rows = [[r.name, r.expected, r.present, r.late, r.leave, r.absent, _pct_text(service.rate(r))]
             for r in _people_stats(org.id, year)]
-    return _table_response(f"{org.name}考勤-{year}", fmt,
-                           ["姓名", "应到场次", service.status_name(PRESENT), service.status_name(LATE),
-                            service.status_name(LEAVE), service.status_name("absent"), "出勤率"], rows)
+    return _table_response(_("%(org)s考勤-%(year)s", org=org.name, year=year), fmt,
+                           [_("姓名"), _("应到场次"), service.status_name(PRESENT), service.status_name(LATE),
+                            service.status_name(LEAVE), service.status_name("absent"), _("出勤率")], rows)
 
 
 @bp.get("/people/<int:user_id>")

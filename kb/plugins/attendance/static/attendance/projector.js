@@ -8,7 +8,8 @@
   var code = document.getElementById("att-code");
   var count = document.getElementById("att-count");
   var state = document.getElementById("att-state");
-  var words = { early: "签到尚未开始", closed: "签到已结束" };
+  // The texts come from the page (data-msg-*, translated by the template).
+  var words = { early: root.getAttribute("data-msg-early"), closed: root.getAttribute("data-msg-closed") };
 
   function schedule(seconds) {
     var s = parseInt(seconds, 10);
