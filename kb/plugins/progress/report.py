@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from kb import db, plugin_manager
+from kb.i18n import colon
 from kb.models import OrgUnit, User
 from kb.pluginhost import collect
 from kb.records import ReportColumn, ReportScope
@@ -229,7 +230,7 @@ def chart(report: Report) -> Markup:
         parts.append(f'<text x="{label_w - 6}" y="{y + bar_h * 0.7:.0f}" text-anchor="end" '
                      f'class="label">{escape(r.name[:6])}</text>')
         parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" class="{cls}">'
-                     f'<title>{escape(r.name)}：{escape(fmt(v, col.kind))}</title></rect>')
+                     f'<title>{escape(colon(r.name))}{escape(fmt(v, col.kind))}</title></rect>')
         parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h * 0.7:.0f}" class="value">'
                      f'{escape(fmt(v, col.kind))}</text>')
     parts.append("</svg>")

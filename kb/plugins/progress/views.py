@@ -45,6 +45,7 @@ from kb.authz import (
     managed_org_ids,
     roles_required,
 )
+from kb.i18n import N_
 from kb.models import OrgUnit, User, utcnow
 
 from . import report as reports
@@ -60,6 +61,8 @@ report_roles = roles_required(*sorted(REPORT_ROLES))
 SOURCE_LABELS = {"lesson": _l("课程学习"), "quiz": _l("测验通过"), "attendance": _l("培训班签到"),
                  "claim": _l("学时申报"), "correction": _l("更正")}
 STATUS_LABELS = {"pending": _l("待审核"), "approved": _l("已通过"), "rejected": _l("未通过")}
+# The title stored on a correction's ledger row (in Chinese); _record.html shows it translated.
+CORRECTION_TITLE = N_("学时更正")
 
 
 @bp.app_template_filter("progress_hours")
@@ -280,7 +283,8 @@ def claim_decide(claim_id):
                                                        claim.held_on.day, 4),
                           note=claim.note, created_by_id=current_user.id)
     audit.record(f"progress.claim.{claim.status}", claim,
-                 f"{person.name} 学时申报「{claim.title}」{claim.hours} 学时：{STATUS_LABELS[claim.status]}",
+                 _l("%(name)s 学时申报「%(title)s」%(hours)s 学时：%(status)s", name=person.name,
+                    title=claim.title, hours=claim.hours, status=STATUS_LABELS[claim.status]),
                  hours=claim.hours)
     db.session.commit()
     flash(_("已审核：%(s)s", s=STATUS_LABELS[claim.status]), "success")
@@ -336,7 +340,8 @@ def required():
                                                   created_by_id=current_user.id))
                     added += 1
             audit.record("progress.required.set", None,
-                         f"必修课程 {form.course.data}（{form.year.data}）：{'、'.join(form.roles.data)}",
+                         _l("必修课程 %(course)s（%(year)s）：%(roles)s", course=form.course.data,
+                            year=form.year.data, roles=[reports.ROLE_LABELS.get(r, r) for r in form.roles.data]),
                          county_id=form.county.data, course=form.course.data, roles=form.roles.data)
             db.session.commit()
             flash(_("已设置必修课程。"), "success")
@@ -357,7 +362,9 @@ def required_delete(req_id):
     row = db.session.get(RequiredCourse, req_id)
     if row is None or not in_scope(current_user, row.county_id):
         abort(404)
-    audit.record("progress.required.delete", row, f"取消必修 {row.course_slug}（{row.year}，{row.role}）")
+    audit.record("progress.required.delete", row,
+                 _l("取消必修 %(course)s（%(year)s，%(role)s）", course=row.course_slug, year=row.year,
+                    role=reports.ROLE_LABELS.get(row.role, row.role)))
     db.session.delete(row)
     db.session.commit()
     flash(_("已取消这门必修课。"), "success")
@@ -395,9 +402,11 @@ def person_correct(user_id):
         year = _year()
         occurred = utcnow() if year == rules.local_today().year else datetime(year, 12, 31, 4)
         service.add_entry(user_id=user.id, hours=form.hours.data, source="correction",
-                          title=_("学时更正"), key=None, occurred_at=occurred,
+                          title=CORRECTION_TITLE, key=None, occurred_at=occurred,
                           note=form.note.data.strip(), created_by_id=current_user.id)
-        audit.record("progress.correction", user, f"{user.name} 学时更正 {form.hours.data}：{form.note.data}",
+        audit.record("progress.correction", user,
+                     _l("%(name)s 学时更正 %(hours)s：%(note)s", name=user.name, hours=form.hours.data,
+                        note=form.note.data),
                      hours=form.hours.data, year=year)
         db.session.commit()
         flash(_("已记入更正。"), "success")
@@ -461,8 +470,8 @@ def report_export(org_id, fmt):
     else:
         body, mime = reports.to_xlsx(rep), \
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    suffix = "-未完成名单" if request.args.get("status") == "incomplete" else ""
-    name = f"学习情况-{rep.org.name}-{rep.year}{suffix}.{fmt}"
+    suffix = _("-未完成名单") if request.args.get("status") == "incomplete" else ""
+    name = _("学习情况-%(org)s-%(year)s", org=rep.org.name, year=rep.year) + f"{suffix}.{fmt}"
     return Response(body, mimetype=mime, headers={
         "Content-Disposition": f"attachment; filename=progress-{rep.org.id}-{rep.year}.{fmt}; "
                                f"filename*=UTF-8''{quote(name)}"})
@@ -498,7 +507,7 @@ def remind(org_id):
         db.session.execute(insert(Notice), [
             {"user_id": i, "sender_id": current_user.id, "org_unit_id": org.id,
              "body": form.body.data.strip(), "created_at": now} for i in ids])
-        audit.record("progress.remind", org, f"向{org.name} {len(ids)} 人发送站内提醒",
+        audit.record("progress.remind", org, _l("向%(org)s %(n)s 人发送站内提醒", org=org.name, n=len(ids)),
                      to=form.to.data, count=len(ids))
         db.session.commit()
         flash(_("已向 %(n)s 人发送站内提醒。", n=len(ids)), "success")

@@ -34,11 +34,14 @@
       .then(function (data) {
         if (!data) { return; }
         var label = panel.querySelector("[data-progress-minutes]");
-        if (label) { label.textContent = "已学习约 " + Math.floor(data.seconds / 60) + " 分钟"; }
+        // The texts come from the page (data-*, translated by the template).
+        if (label) {
+          label.textContent = label.getAttribute("data-progress-minutes").replace("{m}", String(Math.floor(data.seconds / 60)));
+        }
         if (data.just_completed) {
           var p = document.createElement("p");
           p.className = "progress-done";
-          p.textContent = "✓ 本课已学完";
+          p.textContent = "✓ " + (panel.getAttribute("data-msg-done") || "");
           panel.insertBefore(p, panel.firstChild);
         }
       })
