@@ -91,6 +91,9 @@
 // Tap a law citation in a lesson to preview the article's text under the paragraph.
 (function () {
   "use strict";
+  // UI texts come from this script's tag (data-msg-*, translated by base.html).
+  var script = document.currentScript;
+  function msg(name) { return (script && script.getAttribute("data-msg-" + name)) || ""; }
   document.addEventListener("click", function (event) {
     var link = event.target.closest ? event.target.closest("a.cite") : null;
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
@@ -117,10 +120,11 @@
       close.type = "button";
       close.className = "link close";
       close.textContent = "×";
-      close.setAttribute("aria-label", document.documentElement.lang === "en" ? "Close" : "关闭");
+      close.setAttribute("aria-label", msg("close"));
       close.addEventListener("click", function () { box.remove(); link.focus(); });
       var title = document.createElement("strong");
-      title.textContent = data.title + " " + data.label + (data.current ? "" : "（" + data.version_date + "）");
+      title.textContent = data.title + " " + data.label +
+        (data.current ? "" : msg("version").replace("{date}", data.version_date));
       box.appendChild(close);
       box.appendChild(title);
       data.text.split("\n").forEach(function (line) {
@@ -130,7 +134,7 @@
       });
       var more = document.createElement("a");
       more.href = data.url;
-      more.textContent = document.documentElement.lang === "en" ? "Open the law" : "查看全文";
+      more.textContent = msg("open-law");
       box.appendChild(more);
       var old = block.parentNode.querySelector(".cite-preview");
       if (old) { old.remove(); }
