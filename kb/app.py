@@ -191,6 +191,20 @@ def _template_helpers(app: Flask) -> None:
             url = static_urls[key] = url_for(endpoint, **values)
         return url
 
+    class ScriptTexts(dict):
+        """language -> the ``data-msg-*`` attributes of kb.js's script tag (its texts, from the
+        catalogue), built on first use in a request of that language: base.html is on every
+        page, and a dict lookup costs less there than three gettext calls."""
+
+        def __missing__(self, lang):
+            from flask_babel import gettext
+            from markupsafe import Markup
+
+            attrs = self[lang] = Markup(
+                ' data-msg-close="{}" data-msg-open-law="{}" data-msg-version="{}"').format(
+                gettext("关闭"), gettext("查看全文"), i18n.parens("{date}"))
+            return attrs
+
     app.jinja_env.filters["dict_without"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     # Punctuation in the reader's language: {{ _('姓名')|colon }}, {{ _('已停用')|parens }}, names|join_list.
     app.jinja_env.filters.update(colon=i18n.colon, parens=i18n.parens, join_list=i18n.join_list)
@@ -199,7 +213,8 @@ def _template_helpers(app: Flask) -> None:
     app.jinja_env.filters["audit_summary"] = summary_text
     app.jinja_env.globals.update(slot=slot, continue_learning=continue_learning,
                                  page_assets=page_assets, LANGUAGES=LANGUAGES,
-                                 get_locale=get_locale, fixed_url=fixed_url)
+                                 get_locale=get_locale, fixed_url=fixed_url,
+                                 kb_js_texts=ScriptTexts())
 
 
 CSP = (
