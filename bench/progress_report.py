@@ -163,9 +163,14 @@ def generate(app, args) -> dict:
                     _insert(conn, dialect, "progress_required (county_id, year, course_slug, role, due_on, created_at)",
                             f"SELECT 2 + c.n, {year}, '{slug}', '{r}', :due, :now FROM {{FROM}}", {"c": n_c},
                             {"due": due, "now": now})
+            seqs = [("org_unit_id_seq", "org_unit"), ("user_id_seq", "user"),
+                    ("course_id_seq", "course"), ("lesson_id_seq", "lesson")]
+            if "quizzes" in args.plugins:
+                seqs += _generate_quizzes(conn, dialect, args, n_learners, now)
+            if "attendance" in args.plugins:
+                seqs += _generate_attendance(conn, dialect, args, n_learners, now)
             if dialect == "postgresql":
-                for seq, table in (("org_unit_id_seq", "org_unit"), ("user_id_seq", "user"),
-                                   ("course_id_seq", "course"), ("lesson_id_seq", "lesson")):
+                for seq, table in seqs:
                     conn.execute(text(f"SELECT setval('{seq}', (SELECT max(id) FROM \"{table}\"))"))
                 conn.execute(text("ANALYZE"))
             else:
@@ -181,9 +186,66 @@ def generate(app, args) -> dict:
             "progress_rows": db.session.scalar(select(func.count()).select_from(LessonProgress)),
             "ledger_rows": db.session.scalar(select(func.count()).select_from(LedgerEntry)),
         }
+        for table in ("quiz_attempt", "attendance_enrolment", "attendance_record"):
+            if table in db.metadata.tables:
+                counts[f"{table}_rows"] = db.session.scalar(
+                    select(func.count()).select_from(db.metadata.tables[table]))
     counts["generate_s"] = round(time.perf_counter() - started, 1)  # includes the totals
     counts.update(counties=n_c, townships=n_t, lessons=300, admin_id=admin_id, staff0=staff0)
     return counts
+
+
+QUIZZES = 5
+ATTEMPTS_PER_PERSON = 3
+SESSIONS_PER_CLASS = 4  # one county class each; the first two are over, with records
+
+
+def _generate_quizzes(conn, dialect, args, n_learners, now) -> list[tuple[str, str]]:
+    """Quizzes and submitted attempts (3 per learner, 3 in 4 passed), for the report's columns."""
+    _insert(conn, dialect, "quiz_quiz (id, slug, title, course_slug, pass_score, grading, "
+            "shuffle_options, show_after, one_per_screen, origin, source_path, content_hash, is_active, "
+            "synced_at)",
+            "SELECT 1 + q.n, 'bq' || CAST(1 + q.n AS VARCHAR(8)), '测验' || CAST(1 + q.n AS VARCHAR(8)), "
+            "'c' || CAST(1 + q.n AS VARCHAR(8)), 60, 'best', :f, 'answers', :t, 'file', '', '', :t, :now "
+            "FROM {FROM}", {"q": QUIZZES}, {"t": True, "f": False, "now": now})
+    passed = "(u.n + a.n) % 4 <> 0"
+    _insert(conn, dialect, "quiz_attempt (quiz_id, user_id, number, status, started_at, submitted_at, "
+            "score, passed, expired, question_ids, option_orders)",
+            f"SELECT 1 + (u.n * {ATTEMPTS_PER_PERSON} + a.n) % {QUIZZES}, 1 + u.n, 1, 'submitted', :now, "
+            f":now, CASE WHEN {passed} THEN 80 ELSE 40 END, CASE WHEN {passed} THEN :t ELSE :f END, :f, "
+            "'[]', '{}' FROM {FROM}", {"u": n_learners, "a": ATTEMPTS_PER_PERSON},
+            {"t": True, "f": False, "now": now})
+    return [("quiz_quiz_id_seq", "quiz_quiz")]
+
+
+def _generate_attendance(conn, dialect, args, n_learners, now) -> list[tuple[str, str]]:
+    """One class per county for all its learners, 4 sessions this year, records for the 2 past."""
+    from datetime import timedelta
+
+    n_c, per, n_s = args.counties, args.people, SESSIONS_PER_CLASS
+    _insert(conn, dialect, "attendance_class (id, title, description, org_unit_id, created_at)",
+            "SELECT 1 + c.n, '县培训班' || CAST(c.n AS VARCHAR(8)), '', 2 + c.n, :now FROM {FROM}",
+            {"c": n_c}, {"now": now})
+    first = now.replace(month=1, day=10, hour=9, minute=0, second=0, microsecond=0)
+    for k in range(n_s):
+        # Two sessions before "now", two after it (still in the year, so they count as expected).
+        starts = first + timedelta(days=k) if k < 2 else now + timedelta(hours=k)
+        if starts.year != now.year:
+            starts = now - timedelta(hours=k)
+        _insert(conn, dialect, "attendance_session (id, class_id, title, starts_at, ends_at, place, hours)",
+                f"SELECT 1 + c.n * {n_s} + {k}, 1 + c.n, '', :s, :e, '', 2.0 FROM {{FROM}}",
+                {"c": n_c}, {"s": starts, "e": starts + timedelta(hours=2)})
+    county_of = f"((u.n / {per}) % {n_c})"  # the county index of learner u's township
+    _insert(conn, dialect, "attendance_enrolment (class_id, user_id, created_at)",
+            f"SELECT 1 + {county_of}, 1 + u.n, :now FROM {{FROM}}", {"u": n_learners}, {"now": now})
+    status = "CASE WHEN (u.n + k.n) % 10 < 7 THEN 'present' WHEN (u.n + k.n) % 10 < 8 THEN 'late' " \
+        "WHEN (u.n + k.n) % 10 < 9 THEN 'leave' ELSE 'absent' END"
+    _insert(conn, dialect, "attendance_record (session_id, user_id, status, source, checked_in_at, "
+            "updated_at)",
+            f"SELECT 1 + {county_of} * {n_s} + k.n, 1 + u.n, {status}, 'manual', :now, :now FROM {{FROM}}",
+            {"u": n_learners, "k": 2}, {"now": now})
+    return [("attendance_class_id_seq", "attendance_class"),
+            ("attendance_session_id_seq", "attendance_session")]
 
 
 class Counter:
@@ -351,11 +413,16 @@ def main(argv=None) -> int:
     parser.add_argument("--province-requests", type=int, default=5)
     parser.add_argument("--heartbeat-seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--plugins", default="quizzes,attendance,progress",
+                        help="plugins loaded for the reports (progress is always loaded); the "
+                        "quizzes and attendance plugins also get data: 3 quiz attempts per "
+                        "learner, one county class of 4 sessions with records for 2")
     parser.add_argument("--no-heartbeat", action="store_true")
     parser.add_argument("--no-reports", action="store_true")
     parser.add_argument("--schema", help="PostgreSQL: keep the data in this schema (generated once, "
                         "reused by later runs, never dropped)")
     args = parser.parse_args(argv)
+    args.plugins = sorted({p.strip() for p in args.plugins.split(",") if p.strip()} | {"progress"})
     if args.counties is None:
         args.counties = 60 if args.db == "postgresql" else 1
     if args.townships is None:
@@ -378,7 +445,7 @@ def main(argv=None) -> int:
             url = f"sqlite:///{work / 'bench.sqlite3'}"
         (work / "courses").mkdir()
         (work / "quizzes").mkdir()
-        config = {"PLUGINS": ["progress"], "SECRET_KEY": "bench", "INSTANCE_DIR": str(work / "instance"),
+        config = {"PLUGINS": args.plugins, "SECRET_KEY": "bench", "INSTANCE_DIR": str(work / "instance"),
                   "DATABASE_URL": url, "COURSES_DIR": str(work / "courses"),
                   "QUIZZES_DIR": str(work / "quizzes"), "INDEX_DIR": str(work / "index"),
                   "CATALOG_TTL": 60.0}

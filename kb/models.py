@@ -302,3 +302,25 @@ class LawArticle(db.Model):
     text: Mapped[str] = mapped_column(Text, default="")
 
     law: Mapped[Law] = relationship(back_populates="articles")
+
+
+def report_members(scope):
+    """Select ``(user_id, row_id)``: each person and the report row of ``scope`` they count in.
+
+    Person rows map to themselves, township rows to the people of that unit, county rows to the
+    people of the county's townships. Everyone is included (active or not, any role): the caller
+    filters what its figure needs. Join it to a plugin's own table to aggregate per row in SQL.
+    """
+    from sqlalchemy import select
+
+    ids = tuple(scope.row_ids) or (-1,)
+    if scope.level == "person":
+        return select(User.id.label("user_id"), User.id.label("row_id")).where(User.id.in_(ids))
+    if scope.level == "township":
+        return select(User.id.label("user_id"), User.org_unit_id.label("row_id")).where(
+            User.org_unit_id.in_(ids))
+    if scope.level == "county":
+        return (select(User.id.label("user_id"), OrgUnit.parent_id.label("row_id"))
+                .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+                .where(OrgUnit.parent_id.in_(ids), OrgUnit.kind == "township"))
+    raise ValueError(f"unknown report level {scope.level!r}")

@@ -67,7 +67,8 @@ class ReportScope:
     ``level`` is the row kind: "county" rows (org unit ids of counties, for a province view),
     "township" rows of a county (org unit ids), or "person" rows of a township (user ids);
     ``row_ids`` are those ids; ``year`` the study year. A plugin returns columns only for the
-    levels it can compute and an empty list for the others.
+    levels it can compute and an empty list for the others. :func:`kb.models.report_members`
+    maps people to the rows they count in, for every level.
     """
 
     level: str
@@ -80,7 +81,9 @@ class ReportScope:
 class ReportColumn:
     """A column a plugin adds to the organisation report.
 
-    ``values(scope)`` returns {row id: value}, computed in SQL for all rows at once.
+    ``values(scope)`` returns {row id: value}, computed in SQL for all rows at once. A
+    ``percent`` value is on the 0–100 scale (12.5 shows as 12.5%); rows without a value are
+    left out (they show as —).
     """
 
     key: str

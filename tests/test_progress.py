@@ -477,6 +477,66 @@ def test_report_admin_sees_all_counties(papp, world):
     assert admin.get(f"/progress/report/{world['b1']}").status_code == 200
 
 
+def seed_quizzes_and_attendance(app, world):
+    """Quiz attempts and class attendance for people of A1, A2 and B1 (this year)."""
+    from kb.plugins.attendance.models import Enrolment, Record, TrainingClass, TrainingSession
+    from kb.plugins.quizzes.models import Attempt, Quiz
+
+    with app.app_context():
+        now = utcnow().replace(month=6, day=15, hour=10)
+        q1, q2 = Quiz(slug="qa", title="测验甲"), Quiz(slug="qb", title="测验乙")
+        db.session.add_all([q1, q2])
+        db.session.flush()
+
+        def attempt(who, quiz, number, passed):
+            db.session.add(Attempt(quiz_id=quiz.id, user_id=world[who], number=number,
+                                   status="submitted", started_at=now, submitted_at=now,
+                                   score=80 if passed else 40, passed=passed))
+        # A1: d1 passed qa on the second try and failed qb; d2 passed qa.  -> 2 of 3 pairs
+        attempt("d1", q1, 1, False)
+        attempt("d1", q1, 2, True)
+        attempt("d1", q2, 1, False)
+        attempt("d2", q1, 1, True)
+        attempt("n1", q1, 1, False)  # A2: 0 of 1
+        attempt("x1", q2, 1, True)   # B1: 1 of 1
+        klass = TrainingClass(title="集中培训", org_unit_id=world["ca"])
+        db.session.add(klass)
+        db.session.flush()
+        sessions = [TrainingSession(class_id=klass.id, starts_at=now + timedelta(hours=h),
+                                    ends_at=now + timedelta(hours=h + 2)) for h in (0, 24)]
+        db.session.add_all(sessions)
+        for who in ("d1", "d2", "n1", "x1"):
+            db.session.add(Enrolment(class_id=klass.id, user_id=world[who]))
+        db.session.flush()
+        for who, session, status in (("d1", 0, "present"), ("d1", 1, "late"), ("d2", 0, "present"),
+                                     ("n1", 0, "leave"), ("x1", 0, "present"), ("x1", 1, "present")):
+            db.session.add(Record(session_id=sessions[session].id, user_id=world[who], status=status))
+        db.session.commit()
+
+
+def test_report_plugin_columns_at_every_level(papp, world):
+    """Quizzes and attendance add their columns to county, township and person rows alike."""
+    seed_hours(papp, world)
+    seed_quizzes_and_attendance(papp, world)
+
+    def columns(client, org):
+        rows = screen_table(client.get(f"/progress/report/{world[org]}").get_data(as_text=True))
+        header = rows[0]
+        quiz, attend = header.index("测验通过率"), header.index("培训出勤率")
+        return {r[0]: (r[quiz], r[attend]) for r in rows[1:]}
+
+    staff = login(papp, "staff")
+    assert columns(staff, "ca") == {"甲一镇": ("66.7%", "75.0%"), "甲二镇": ("0.0%", "0.0%")}
+    admin = login(papp, "root")
+    # Counties: 甲县 = A1 + A2: 2 of 4 quiz pairs passed; 3 of 6 expected sessions attended.
+    assert columns(admin, "p") == {"甲县": ("50.0%", "50.0%"), "乙县": ("100.0%", "100.0%")}
+    rows = screen_table(staff.get(f"/progress/report/{world['a1']}").get_data(as_text=True))
+    header = rows[0]
+    person = {r[0]: (r[header.index("通过测验数")], r[header.index("培训出勤率")]) for r in rows[1:]}
+    assert person["代表甲"] == ("1", "100.0%") and person["代表乙"] == ("1", "50.0%")
+    assert person["主席甲"] == ("—", "—")  # no attempts, not enrolled
+
+
 def test_report_person_rows_filters_and_sort(papp, world):
     seed_hours(papp, world)
     client = login(papp, "chair")

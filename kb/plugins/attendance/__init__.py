@@ -109,12 +109,13 @@ def kb_page_assets(endpoint):
 
 @hookimpl
 def kb_report_columns(scope):
-    if scope.level not in ("township", "person"):
+    if scope.level not in ("county", "township", "person"):
         return []
     from . import service
 
     def values(s):
-        return service.rate_by(s.level, s.row_ids, s.year)
+        # The report's percent columns are on the 0-100 scale; rate_by gives 0-1.
+        return {row: round(r * 100, 1) for row, r in service.rate_by(s.level, s.row_ids, s.year).items()}
 
     from flask_babel import lazy_gettext as _l
 

@@ -24,7 +24,8 @@ import kb
 from kb.events import AttendanceMarked
 from kb.extensions import db
 from kb.i18n import N_
-from kb.models import OrgUnit, User, utcnow
+from kb.models import OrgUnit, User, report_members, utcnow
+from kb.records import ReportScope
 
 from .models import (
     ABSENT,
@@ -413,12 +414,16 @@ def rate(row) -> float | None:
 
 
 def rate_by(level: str, row_ids, year: int | None) -> dict[int, float]:
-    """Attendance rate per township (org unit id) or per person (user id), one SQL query."""
-    col = User.org_unit_id if level == "township" else Enrolment.user_id
-    ids = list(row_ids)
+    """Attendance rate (0–1) per report row: county or township (org unit id) or person (user id).
+
+    One SQL query; rows with no expected session are left out.
+    """
+    ids = tuple(row_ids)
     if not ids:
         return {}
-    query = stats_query(col.label("row_id")).where(col.in_(ids))
+    members = report_members(ReportScope(level=level, row_ids=ids, year=year or 0)).subquery()
+    query = stats_query(members.c.row_id.label("row_id")).join(
+        members, members.c.user_id == Enrolment.user_id)
     if year:
         start, end = year_bounds(int(year))
         query = query.where(TrainingSession.starts_at >= start, TrainingSession.starts_at < end)

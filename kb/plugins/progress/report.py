@@ -97,6 +97,8 @@ def columns_for(scope: ReportScope) -> list[ReportColumn]:
         return person_columns()
     if scope.level == "township":
         return group_columns(service.township_stats)
+    if scope.level == "county":
+        return group_columns(service.county_stats)
     return []
 
 
@@ -159,15 +161,9 @@ def build(org: OrgUnit, year: int, viewer_id: int, *, q: str = "", role: str = "
         rows = [Row(id=i.id, name=i.name, link=url_for_row(level, i.id)) for i in items]
         base = [_("乡镇（街道）") if level == "township" else _("县（区）")]
     row_ids = tuple(r.id for r in rows)
-    if level == "county":
-        # Only this plugin knows how to aggregate counties; others report townships and people.
-        columns = group_columns(service.county_stats)
-    else:
-        scope = ReportScope(level=level, row_ids=row_ids, year=year, viewer_id=viewer_id)
-        columns = collect(plugin_manager(), "kb_report_columns", scope=scope)
-        columns = sorted(columns, key=lambda c: (c.order, c.key))
-    scope = ReportScope(level=level if level != "county" else "county", row_ids=row_ids, year=year,
-                        viewer_id=viewer_id)
+    scope = ReportScope(level=level, row_ids=row_ids, year=year, viewer_id=viewer_id)
+    columns = sorted(collect(plugin_manager(), "kb_report_columns", scope=scope),
+                     key=lambda c: (c.order, c.key))
     for c in columns:
         values = c.values(scope) or {}
         for r in rows:

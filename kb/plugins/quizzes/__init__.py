@@ -110,7 +110,7 @@ def kb_page_assets(endpoint):
 def kb_report_columns(scope):
     from . import service
 
-    if scope.level == "township":
+    if scope.level in ("township", "county"):
         return [ReportColumn(key="quiz_pass_rate", label=str(_l("测验通过率")),
                              values=service.report_pass_rate, kind="percent", order=40)]
     if scope.level == "person":

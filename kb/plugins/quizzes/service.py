@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kb import db, emit
 from kb.events import QuizPassed
-from kb.models import OrgUnit, User, utcnow
+from kb.models import OrgUnit, User, report_members, utcnow
 
 from .grading import grade
 from .grading import score as percent
@@ -515,19 +515,20 @@ def _year_bounds(year: int) -> tuple[datetime, datetime]:
 
 
 def report_pass_rate(scope) -> dict[int, float]:
-    """Township rows: % of (person, quiz) pairs attempted in the year that were passed."""
+    """Township or county rows: % of (person, quiz) pairs attempted in the year that were passed."""
     if not scope.row_ids:
         return {}
     start, end = _year_bounds(scope.year)
+    members = report_members(scope).subquery()
     passed = func.max(func.coalesce(Attempt.passed, False).cast(db.Integer))
-    pairs = (select(User.org_unit_id.label("org_id"), passed.label("passed"))
-             .join(User, User.id == Attempt.user_id)
+    pairs = (select(members.c.row_id.label("row_id"), passed.label("passed"))
+             .join(members, members.c.user_id == Attempt.user_id)
              .where(Attempt.status == "submitted", Attempt.submitted_at >= start,
-                    Attempt.submitted_at < end, User.org_unit_id.in_(scope.row_ids))
-             .group_by(User.org_unit_id, Attempt.user_id, Attempt.quiz_id).subquery())
-    rows = db.session.execute(select(pairs.c.org_id, func.avg(pairs.c.passed * 100.0))
-                              .group_by(pairs.c.org_id))
-    return {org: round(float(v), 1) for org, v in rows}
+                    Attempt.submitted_at < end)
+             .group_by(members.c.row_id, Attempt.user_id, Attempt.quiz_id).subquery())
+    rows = db.session.execute(select(pairs.c.row_id, func.avg(pairs.c.passed * 100.0))
+                              .group_by(pairs.c.row_id))
+    return {row: round(float(v), 1) for row, v in rows}
 
 
 def report_passed_count(scope) -> dict[int, int]:
