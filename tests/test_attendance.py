@@ -506,7 +506,7 @@ def test_rate_counts_every_session_of_the_class(app, clock):
         columns = collect(pm, "kb_report_columns", scope=ReportScope("township", (ids["t1"],), 2026))
         column = next(c for c in columns if c.key == "attendance_rate")
         assert column.kind == "percent"
-        assert column.values(ReportScope("township", (ids["t1"],), 2026)) == {ids["t1"]: 0.125}
+        assert column.values(ReportScope("township", (ids["t1"],), 2026)) == {ids["t1"]: 12.5}
     staff = app.test_client()
     login(staff, "staff")
     report = staff.get(f"/attendance/classes/{ids['class']}/report").get_data(as_text=True)
