@@ -78,11 +78,31 @@ def doctor(app) -> list[Check]:
     except Exception as exc:  # report every failure, never crash the doctor
         db.session.rollback()
         checks.append(Check("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+    checks.append(_rate_limit_check(app))
     courses = Path(app.config["COURSES_DIR"])
     checks.append(Check("courses folder", courses.is_dir(), str(courses), "warning"))
     names = plugin_names(app.extensions["kb.pm"])
     checks.append(Check("plugins", True, ", ".join(names) or "none"))
     return checks
+
+
+def _rate_limit_check(app) -> Check:
+    """Where rate limits are counted; with Redis configured, whether it answers."""
+    from .ratelimit import StoreUnavailable, limiter
+
+    store = limiter(app).store
+    if store.name != "redis":
+        return Check("rate limits", True, store.describe())
+    try:
+        seconds = store.ping()
+        usage = store.hit("doctor:round-trip", 5)  # the Lua script runs and expires
+        store.clear("doctor:round-trip")
+    except StoreUnavailable as exc:
+        return Check("rate limits", False,
+                     f"KB_REDIS_URL is set but Redis does not answer ({exc}); sign-in limits fall "
+                     "back to the database, quiz-start and upload limits are off until it is back")
+    return Check("rate limits", usage.hits >= 1,
+                 f"{store.describe()}, PING {seconds * 1000:.1f} ms")
 
 
 # -- backups ----------------------------------------------------------------------------------
