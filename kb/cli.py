@@ -160,8 +160,24 @@ def serve(port, host, workers):
         return
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
             "--access-logfile", "-", "--forwarded-allow-ips", os.environ.get("KB_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-            "kb.wsgi:app"]
+            *_control_socket_args(app), "kb.wsgi:app"]
     os.execv(sys.executable, args)
+
+
+def _control_socket_args(app) -> list[str]:
+    """gunicorn's control socket in this deployment's instance folder: by default every
+    gunicorn of the user shares ~/.gunicorn/gunicorn.ctl, so a second app server on the same
+    machine takes the first one's socket."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:  # pragma: no cover - gunicorn is checked for above
+        return []
+    if "control_socket" not in {s.name for s in KNOWN_SETTINGS}:
+        return []  # an older gunicorn without a control socket
+    path = Path(app.instance_path) / "gunicorn.ctl"
+    if len(os.fsencode(path)) > 100:  # longer than a Unix socket address may be
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
 
 
 def _has_module(name: str) -> bool:

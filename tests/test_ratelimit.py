@@ -174,6 +174,22 @@ def test_login_lockout_counts_in_redis_when_configured(tmp_path, redis_prefix):
     assert twin.test_client().post("/login", data={"login": "dep", "password": "pw"}).status_code == 429
 
 
+def test_two_servers_on_one_database_share_the_lockout(db_app, tmp_path):
+    """The embedded store: two apps (two servers, each its own engine and pool) on one database."""
+    from kb import create_app
+
+    with db_app.app_context():
+        make_user("dep", "deputy", make_org("township", "甲镇"))
+        db.session.commit()
+    twin = create_app(make_config(tmp_path / "twin", DATABASE_URL=db_app.config["DATABASE_URL"]))
+    a, b = db_app.test_client(), twin.test_client()
+    for client in (a, a, a, b, b):
+        _fail_logins(client, 1)
+    assert login(a, "dep").status_code == 429 and login(b, "dep").status_code == 429
+    with twin.app_context():
+        db.engine.dispose()
+
+
 def test_success_clears_the_account_count(tmp_path, redis_prefix):
     app = _app_with(tmp_path, REDIS_URL=REDIS_URL, REDIS_PREFIX=redis_prefix)
     client = app.test_client()
