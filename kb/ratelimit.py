@@ -154,12 +154,17 @@ return {n, ttl}
 
     def __init__(self, url: str, prefix: str = "kb:"):
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self.url = url
         self.prefix = prefix + "ratelimit:"
         self._errors = (redis.exceptions.RedisError, OSError)
+        # One attempt per call (redis-py retries connection errors by default): when Redis is
+        # down the limiter falls back at once and tries Redis again after RETRY_AFTER.
         self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT,
-                                           socket_connect_timeout=REDIS_TIMEOUT)
+                                           socket_connect_timeout=REDIS_TIMEOUT,
+                                           retry=Retry(NoBackoff(), 0))
         self._script = self.client.register_script(self._HIT)
 
     def _call(self, fn):

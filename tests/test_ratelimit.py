@@ -220,6 +220,19 @@ def test_redis_down_login_falls_back_to_the_database_and_logs(tmp_path, caplog):
                    for _ in range(ratelimit.QUIZ_START.allowed + 5))
 
 
+def test_a_redis_that_never_answers_costs_one_timeout():
+    """A Redis host that accepts connections and then says nothing (a hung server): a hit gives
+    up after the 0.5 s timeout, and the request goes on with the fallback."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing is ever read or sent
+        store = RedisStore(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "kbtest-silent:")
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailable):
+            store.hit("t:x", 60)
+        assert time.perf_counter() - started < 2 * ratelimit.REDIS_TIMEOUT + 0.5
+
+
 def test_redis_is_tried_again_after_it_comes_back(tmp_path, redis_prefix, monkeypatch):
     app = _app_with(tmp_path, REDIS_URL=REDIS_URL, REDIS_PREFIX=redis_prefix)
     with app.app_context():
