@@ -17,8 +17,8 @@ docs/deploy.md, production mode, CSRF on, rate limits in the database.
 
 Load: locust (bench/mixed_locust.py) on loopback, ``--users`` people in a closed loop without
 think time, each signed in with their own session (fresh people for every run), spread over the
-servers round robin. Mix per person: heartbeats 50 %, lesson pages 25 %, search 10 %, course
-pages 5 %, home 5 %, quizzes 5 % (start, save 10 answers, submit: 12 requests). Reported per
+servers round robin. Task weights: heartbeat 50, lesson page 25, search 10, course page 5, home
+5, quiz 5 (start, save 10 answers, submit: 12 requests). Reported per
 configuration (``AxW`` = A servers of W gunicorn workers each), median over ``--rounds``
 interleaved rounds: requests/s, p50/p95 per endpoint, failures, and app-server CPU seconds per
 request (from /proc), with the load average. Only 127.0.0.1 is contacted.
