@@ -46,7 +46,7 @@ node_modules/.installed: package-lock.json
 	@touch $@
 
 test: install $(NODE_TOOLS)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

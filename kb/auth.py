@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from . import audit, throttle
+from . import audit, ratelimit, throttle
 from .authz import login_required, public
 from .extensions import db, login_manager
 from .models import User, utcnow
@@ -122,7 +122,13 @@ def change_password():
     form = PasswordForm()
     if form.validate_on_submit():
         user = current_user._get_current_object()
+        refused = ratelimit.blocked(ratelimit.PASSWORD_CHECK, user.id)
+        if refused is not None:
+            form.current.errors.append(_("当前密码输错次数过多，请 %(n)s 分钟后再试。", n=refused.minutes))
+            return render_template("auth/password.html", form=form,
+                                   forced=user.must_change_password), 429
         if not (user.check_password(form.current.data) or user.check_one_time_code(form.current.data)):
+            ratelimit.count(ratelimit.PASSWORD_CHECK, user.id)
             form.current.errors.append(_("当前密码不正确。"))
         elif form.new.data == form.current.data:
             form.new.errors.append(_("新密码不能和旧密码相同。"))

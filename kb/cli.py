@@ -73,21 +73,24 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
                 report.problem(p.path, p.line, p.message, p.severity)
 
         app.extensions["kb.catalog"].invalidate()
+        from .ops import IndexLag, catch_up_index, index_lag, stamp_index
+
         index = searching.get_index(app)
-        if rebuild or not index.exists():
+        # What this server's own index misses of what the database holds: the lessons this
+        # run changed, and what another app server synced into the shared database before.
+        lag = None if rebuild or not index.exists() else index_lag(app)
+        if lag is None:  # no index, --rebuild, or a stamp that cannot tell
             count = searching.rebuild(app, get_catalog(app))
             index_note = f"index rebuilt: {count} documents"
-        elif report.changed_lessons:
-            # Only the changed lessons are needed here, not the whole catalog.
-            from .catalog import load_lessons
-
-            searching.update_lessons(app, load_lessons(report.changed_lessons),
-                                     sorted(report.changed_lessons))
-            index_note = f"index updated: {len(report.changed_lessons)} lessons"
         else:
-            index_note = "index up to date"
-        from .ops import stamp_index
-
+            lag = IndexLag(lag.lessons | set(report.changed_lessons), lag.laws)
+            if lag:
+                # Only the changed lessons and laws are needed here, not the whole catalog.
+                catch_up_index(app, lag)
+                index_note = f"index updated: {len(lag.lessons)} lessons" + (
+                    f", {len(lag.laws)} laws" if lag.laws else "")
+            else:
+                index_note = "index up to date"
         stamp_index(app)
         from . import emit
         from .events import ContentSynced
@@ -157,8 +160,24 @@ def serve(port, host, workers):
         return
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
             "--access-logfile", "-", "--forwarded-allow-ips", os.environ.get("KB_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-            "kb.wsgi:app"]
+            *_control_socket_args(app), "kb.wsgi:app"]
     os.execv(sys.executable, args)
+
+
+def _control_socket_args(app) -> list[str]:
+    """gunicorn's control socket in this deployment's instance folder: by default every
+    gunicorn of the user shares ~/.gunicorn/gunicorn.ctl, so a second app server on the same
+    machine takes the first one's socket."""
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:  # pragma: no cover - gunicorn is checked for above
+        return []
+    if "control_socket" not in {s.name for s in KNOWN_SETTINGS}:
+        return []  # an older gunicorn without a control socket
+    path = Path(app.instance_path) / "gunicorn.ctl"
+    if len(os.fsencode(path)) > 100:  # longer than a Unix socket address may be
+        return ["--no-control-socket"]
+    return ["--control-socket", str(path)]
 
 
 def _has_module(name: str) -> bool:

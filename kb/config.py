@@ -23,6 +23,8 @@ _ENV_KEYS = {
     "KB_CATALOG_TTL": "CATALOG_TTL",
     "KB_PORT": "PORT",
     "KB_PROXIES": "PROXIES",
+    "KB_REDIS_URL": "REDIS_URL",
+    "KB_REDIS_PREFIX": "REDIS_PREFIX",
 }
 
 
@@ -49,6 +51,10 @@ def default_config(instance_path: str) -> dict:
         # How many reverse proxies (nginx) sit in front: their X-Forwarded-For/-Proto are trusted,
         # so login throttling sees the real address. 0 when the app is reached directly.
         "PROXIES": 0,
+        # Rate limits (kb/ratelimit.py): kept in the database unless a Redis URL is given
+        # (redis://host:6379/0); the prefix keeps deployments sharing one Redis apart.
+        "REDIS_URL": None,
+        "REDIS_PREFIX": "kb:",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

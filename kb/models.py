@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -31,7 +32,7 @@ from .extensions import db
 
 CORE_TABLES = frozenset(
     {"org_unit", "user", "course", "lesson", "kb_meta", "content_problem", "audit_log",
-     "login_throttle", "import_batch", "law", "law_article"}
+     "rate_counter", "import_batch", "law", "law_article"}
 )
 
 ROLES = ("deputy", "presidium", "chair", "secretary", "county_staff", "admin")
@@ -163,15 +164,16 @@ class AuditLog(db.Model):
     actor: Mapped[User | None] = relationship()
 
 
-class LoginThrottle(db.Model):
-    """Failed sign-ins per key ("acct:<login>" or "addr:<ip>") in the current window."""
+class RateCounter(db.Model):
+    """One fixed-window counter of :mod:`kb.ratelimit` (the embedded store, shared by every
+    worker and app server through the database): ``hits`` in the window ending ``expires_at``."""
 
-    __tablename__ = "login_throttle"
+    __tablename__ = "rate_counter"
 
-    key: Mapped[str] = mapped_column(String(160), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(DateTime)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    # Seconds since the epoch (UTC): plain numbers compare the same on SQLite and PostgreSQL.
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class ImportBatch(db.Model):

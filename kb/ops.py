@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from . import config as kb_config
@@ -36,13 +37,97 @@ def content_version() -> str:
     return f"catalog={meta.value if meta else 0};laws={library_version()}"
 
 
+def index_manifest() -> dict:
+    """What a current search index holds: the content version, and the content hash of every
+    active lesson and every current law version (their documents)."""
+    from .models import Course, Law, Lesson
+
+    lessons = db.session.execute(
+        select(Course.slug, Lesson.slug, Lesson.content_hash).join(Course, Lesson.course_id == Course.id)
+        .where(Lesson.is_active.is_(True)))
+    laws = db.session.execute(select(Law.slug, Law.content_hash).where(Law.is_current.is_(True)))
+    return {"version": content_version(),
+            "lessons": {f"{course}/{lesson}": digest for course, lesson, digest in lessons},
+            "laws": {slug: digest for slug, digest in laws}}
+
+
 def stamp_index(app) -> None:
-    """Record in the index folder which content it was built from (read by ``kb doctor``)."""
+    """Record in the index folder which content it was built from (read by ``kb doctor``, and
+    by ``kb sync`` on another app server to catch up with what this one synced)."""
     folder = Path(app.config["INDEX_DIR"])
     if folder.is_dir():
         tmp = folder / (INDEX_STAMP + ".tmp")
-        tmp.write_text(content_version(), encoding="utf-8")
+        tmp.write_text(json.dumps(index_manifest(), ensure_ascii=False, sort_keys=True),
+                       encoding="utf-8")
         os.replace(tmp, folder / INDEX_STAMP)
+
+
+def read_stamp(app) -> dict | None:
+    """The manifest the index was stamped with; None without a stamp. A stamp of an older
+    release (the version alone, as text) gives only ``version``."""
+    path = Path(app.config["INDEX_DIR"]) / INDEX_STAMP
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {"version": raw.strip()}
+    return found if isinstance(found, dict) else None
+
+
+@dataclass
+class IndexLag:
+    """What this server's index misses of what is in the database (another server synced it)."""
+
+    lessons: set[tuple[str, str]]  # (course, lesson) whose documents are stale or missing
+    laws: set[str]  # law slugs whose article documents are stale or missing
+
+    def __bool__(self) -> bool:
+        return bool(self.lessons or self.laws)
+
+
+def index_lag(app) -> IndexLag | None:
+    """Compare the index's stamp with the database: the lessons and laws to re-index here, or
+    None when the stamp cannot tell (missing, or of an older release) and only a rebuild is sure.
+
+    Each app server keeps its own index but all share the database: when server A's ``kb sync``
+    stores an edited lesson, server B's ``kb sync`` finds the lesson unchanged in the database
+    and must learn from its stamp that its own index still holds the old text."""
+    stamp = read_stamp(app)
+    if stamp is None:
+        return None
+    now = index_manifest()
+    if "lessons" not in stamp or "laws" not in stamp:  # an older release's stamp: version only
+        return IndexLag(set(), set()) if stamp.get("version") == now["version"] else None
+    if stamp.get("version") == now["version"] and stamp["lessons"] == now["lessons"] \
+            and stamp["laws"] == now["laws"]:
+        return IndexLag(set(), set())
+
+    def differ(old: dict, new: dict) -> set[str]:
+        return {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+
+    lessons = {tuple(k.split("/", 1)) for k in differ(stamp["lessons"], now["lessons"])}
+    return IndexLag(lessons, differ(stamp["laws"], now["laws"]))
+
+
+def catch_up_index(app, lag: IndexLag) -> None:
+    """Re-index what :func:`index_lag` found (lessons from the catalog, laws from the library)."""
+    from . import searching
+    from .catalog import load_lessons
+    from .laws.library import law_article_documents
+    from .models import Law
+
+    if lag.lessons:
+        searching.update_lessons(app, load_lessons(lag.lessons), sorted(lag.lessons))
+    if lag.laws:
+        keys, docs = set(), []
+        for law in db.session.scalars(select(Law).where(Law.slug.in_(sorted(lag.laws)))):
+            keys.update((law.slug, a.label) for a in law.articles)  # every version's articles
+            if law.is_current:
+                docs.extend(law_article_documents(law))
+        searching.get_index(app).update_lessons(sorted(keys), docs)
 
 
 def doctor(app) -> list[Check]:
@@ -65,24 +150,42 @@ def doctor(app) -> list[Check]:
         checks.append(Check("migrations", not pending,
                             "at " + ", ".join(sorted(dbmigrate.current(app))) if not pending
                             else "the database is not at the newest schema: run `kb db upgrade`"))
-        stamp_file = Path(app.config["INDEX_DIR"]) / INDEX_STAMP
         status = searching.get_index(app).status()
         if not status.get("exists"):
             checks.append(Check("search index", False, f"missing at {app.config['INDEX_DIR']}: run `kb sync`"))
         else:
-            current = stamp_file.read_text(encoding="utf-8") if stamp_file.exists() else ""
-            fresh = current == content_version()
+            fresh = (read_stamp(app) or {}).get("version") == content_version()
             checks.append(Check("search index", fresh,
                                 f"{status.get('documents')} documents, up to date" if fresh else
                                 "older than the content in the database: run `kb sync`"))
     except Exception as exc:  # report every failure, never crash the doctor
         db.session.rollback()
         checks.append(Check("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+    checks.append(_rate_limit_check(app))
     courses = Path(app.config["COURSES_DIR"])
     checks.append(Check("courses folder", courses.is_dir(), str(courses), "warning"))
     names = plugin_names(app.extensions["kb.pm"])
     checks.append(Check("plugins", True, ", ".join(names) or "none"))
     return checks
+
+
+def _rate_limit_check(app) -> Check:
+    """Where rate limits are counted; with Redis configured, whether it answers."""
+    from .ratelimit import StoreUnavailable, limiter
+
+    store = limiter(app).store
+    if store.name != "redis":
+        return Check("rate limits", True, store.describe())
+    try:
+        seconds = store.ping()
+        usage = store.hit("doctor:round-trip", 5)  # the Lua script runs and expires
+        store.clear("doctor:round-trip")
+    except StoreUnavailable as exc:
+        return Check("rate limits", False,
+                     f"KB_REDIS_URL is set but Redis does not answer ({exc}); sign-in limits fall "
+                     "back to the database, quiz-start and upload limits are off until it is back")
+    return Check("rate limits", usage.hits >= 1,
+                 f"{store.describe()}, PING {seconds * 1000:.1f} ms")
 
 
 # -- backups ----------------------------------------------------------------------------------

@@ -1,19 +1,12 @@
-"""Login throttling per account and per address, kept in the database (works across workers)."""
+"""Login throttling per login name and per address, on :mod:`kb.ratelimit` (database or Redis:
+shared by every worker and app server either way)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError
-
-from .extensions import db
-from .models import LoginThrottle, utcnow
-
-WINDOW = timedelta(minutes=15)
-LOCK = timedelta(minutes=15)
-ACCOUNT_LIMIT = 5
-ADDRESS_LIMIT = 30
+from . import ratelimit
+from .ratelimit import LOGIN_ACCOUNT, LOGIN_ADDRESS
 
 
 @dataclass
@@ -22,46 +15,24 @@ class Verdict:
     minutes: int = 0  # how long until the person may try again
 
 
-def _keys(login: str, address: str) -> list[tuple[str, int]]:
-    return [(f"acct:{login.strip().lower()[:140]}", ACCOUNT_LIMIT), (f"addr:{address[:140]}", ADDRESS_LIMIT)]
-
-
 def check(login: str, address: str) -> Verdict:
-    """Return whether a sign-in may be tried now (the same answer whether or not the account exists)."""
-    now = utcnow()
+    """Return whether a sign-in may be tried now (the same answer whether or not the account
+    exists). A login name or an address that failed its limit within the window is refused
+    until the window (which began with its first failure) ends."""
     worst = None
-    for key, _limit in _keys(login, address):
-        row = db.session.get(LoginThrottle, key)
-        if row is not None and row.locked_until and row.locked_until > now:
-            if worst is None or row.locked_until > worst:
-                worst = row.locked_until
-    if worst is None:
-        return Verdict(True)
-    return Verdict(False, max(1, int((worst - now).total_seconds() // 60) + 1))
+    for limit, identity in ((LOGIN_ACCOUNT, login), (LOGIN_ADDRESS, address)):
+        usage = ratelimit.blocked(limit, identity)
+        if usage is not None and (worst is None or usage.reset_in > worst.reset_in):
+            worst = usage
+    return Verdict(True) if worst is None else Verdict(False, worst.minutes)
 
 
 def failure(login: str, address: str) -> None:
-    """Count a failed sign-in; lock the key for ``LOCK`` once it reaches its limit."""
-    now = utcnow()
-    for key, limit in _keys(login, address):
-        row = db.session.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, window_start=now, failures=0)
-            db.session.add(row)
-        if now - row.window_start > WINDOW:
-            row.window_start, row.failures, row.locked_until = now, 0, None
-        row.failures += 1
-        if row.failures >= limit:
-            row.locked_until = now + LOCK
-    try:
-        db.session.commit()
-    except IntegrityError:  # two workers created the same key at once: one count is enough
-        db.session.rollback()
+    """Count a failed sign-in against the login name and the address."""
+    ratelimit.count(LOGIN_ACCOUNT, login)
+    ratelimit.count(LOGIN_ADDRESS, address)
 
 
 def success(login: str) -> None:
-    """Forget the account's failures after a successful sign-in (the address keeps its count)."""
-    row = db.session.get(LoginThrottle, _keys(login, "")[0][0])
-    if row is not None:
-        db.session.delete(row)
-        db.session.commit()
+    """Forget the login name's failures after a successful sign-in (the address keeps its count)."""
+    ratelimit.forget(LOGIN_ACCOUNT, login)

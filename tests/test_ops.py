@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -73,3 +74,91 @@ def test_restore_refuses_a_file_that_is_not_a_backup(app, tmp_path, runner):
     bogus.write_text("hello")
     result = runner.invoke(["restore", str(bogus), "--yes"])
     assert result.exit_code != 0 and "not a SQLite backup" in result.output
+
+
+def _second_server(tmp_path, first):
+    """Another app server on ``first``'s database: its own index and its own copy of courses/."""
+    import shutil
+
+    from kb import create_app
+
+    from .conftest import make_config
+
+    shutil.copytree(first.config["COURSES_DIR"], tmp_path / "b" / "courses")
+    return create_app(make_config(tmp_path / "b", DATABASE_URL=first.config["DATABASE_URL"]))
+
+
+def _edit(courses, text):
+    lesson = Path(courses) / "basics" / "01-status.md"
+    lesson.write_text(lesson.read_text(encoding="utf-8") + f"\n\n## 新增小节\n\n{text}\n", encoding="utf-8")
+
+
+def test_sync_on_a_second_server_catches_up_with_the_first(db_app, tmp_path):
+    """Server A syncs an edited lesson first; B's `kb sync` then finds the lesson unchanged in
+    the database, but its own index still has the old text: it must update it anyway."""
+    from kb import search_index
+    from kb.cli import run_sync
+
+    a = db_app
+    run_sync(a)
+    b = _second_server(tmp_path, a)
+    run_sync(b)
+    for app in (a, b):
+        _edit(app.config["COURSES_DIR"], "跨服务器同步的独特词语鹦鹉螺。")
+    run_sync(a)
+    report = run_sync(b)
+    assert not report.changed_lessons  # B saw nothing new in the database ...
+    for app in (a, b):  # ... and still indexed the edit
+        with app.app_context():
+            hits = search_index(app).search("鹦鹉螺").hits
+            assert [h.lesson for h in hits] == ["status"], app.config["INDEX_DIR"]
+            from kb.ops import index_lag
+
+            assert not index_lag(app)
+    with b.app_context():
+        db.engine.dispose()
+
+
+def test_a_law_imported_through_one_server_reaches_the_others_index(db_app, tmp_path):
+    from kb import search_index
+    from kb.cli import run_sync
+    from kb.laws.cli import update_index
+    from kb.laws.library import import_paths
+
+    a = db_app
+    run_sync(a)
+    b = _second_server(tmp_path, a)
+    run_sync(b)
+    laws = tmp_path / "laws"
+    laws.mkdir()
+    (laws / "测试条例.txt").write_text("测试条例\n（2021年3月1日通过）\n第一条 独特的条文犰狳。\n",
+                                   encoding="utf-8")
+    with a.app_context():  # what `kb laws import` does on server A
+        update_index(a, import_paths([laws]))
+    with b.app_context():
+        from kb.ops import index_lag
+
+        assert index_lag(b).laws == {"测试条例"}
+    assert "1 laws" in _sync_note(b)
+    with b.app_context():
+        assert [h.kind for h in search_index(b).search("犰狳").hits] == ["law_article"]
+        db.engine.dispose()
+
+
+def _sync_note(app) -> str:
+    from click.testing import CliRunner
+
+    from kb.cli import build_cli
+
+    return CliRunner().invoke(build_cli(app), ["sync"], catch_exceptions=False).output
+
+
+def test_an_older_release_stamp_is_read_as_its_version(synced_app):
+    from kb.ops import INDEX_STAMP, content_version, index_lag
+
+    stamp = Path(synced_app.config["INDEX_DIR"]) / INDEX_STAMP
+    with synced_app.app_context():
+        stamp.write_text(content_version(), encoding="utf-8")  # as the release before wrote it
+        assert index_lag(synced_app) is not None and not index_lag(synced_app)
+        stamp.write_text("catalog=0;laws=0", encoding="utf-8")
+        assert index_lag(synced_app) is None  # cannot tell: `kb sync` rebuilds

@@ -211,6 +211,27 @@ def test_take_quiz_one_per_screen_and_answers_never_in_the_page(quiz_app):
     assert "主席团闭会期间做什么？" in review and "预算调整由人代会批准。" in review
 
 
+def test_passing_through_the_web_credits_study_hours_once(quiz_app):
+    """The QuizPassed ledger entry is committed with the grade (it was lost before: emitted
+    after the commit, and nothing committed it)."""
+    from kb.plugins.progress.models import LedgerEntry
+
+    q = quiz_app.config["IDS"]["questions"]
+    client = login(quiz_app, "d1")
+    for _ in range(2):  # a second attempt passing again adds nothing
+        attempt_id = int(client.post("/quizzes/basics-quiz/start").headers["Location"].split("/")[-1])
+        for qid, response in ((q["q-single"], ["C"]), (q["q-multi"], ["A", "B"]),
+                              (q["q-tf"], ["错"]), (q["q-fill"], ["三"])):
+            client.post(f"/quizzes/attempt/{attempt_id}/answer",
+                        json={"question_id": qid, "response": response},
+                        headers={"Accept": "application/json"})
+        client.post(f"/quizzes/attempt/{attempt_id}/submit")
+    with quiz_app.app_context():
+        entries = db.session.execute(select(LedgerEntry.source, LedgerEntry.event_key).where(
+            LedgerEntry.user_id == quiz_app.config["IDS"]["d1"])).all()
+    assert [tuple(e) for e in entries] == [("quiz", f"quiz:basics-quiz:{quiz_app.config['IDS']['d1']}")]
+
+
 def test_server_owns_the_clock(quiz_app, monkeypatch):
     ids = quiz_app.config["IDS"]
     q = ids["questions"]

@@ -6,8 +6,10 @@ from datetime import date
 from pathlib import Path
 
 from flask import Blueprint, abort, jsonify, render_template, request
+from flask_login import current_user
 from sqlalchemy import select
 
+from .. import ratelimit
 from ..authz import public, roles_required
 from ..extensions import db
 from ..models import Law, LawArticle
@@ -97,7 +99,11 @@ def upload():
 
     form = UploadForm()
     result = None
-    if form.validate_on_submit():
+    submitted = form.validate_on_submit()
+    refused = ratelimit.take(ratelimit.UPLOAD, current_user.id) if submitted else None
+    if refused is not None:
+        flash(ratelimit.message(refused), "error")
+    elif submitted:
         upload = form.file.data
         name = upload.filename or "upload.txt"
         data = upload.read()
@@ -122,4 +128,4 @@ def upload():
             db.session.rollback()
             flash(_("%(name)s 无法导入：%(error)s", name=name, error=str(exc)), "error")
     laws = db.session.scalars(select(Law).order_by(Law.slug, Law.version_date)).all()
-    return render_template("laws/upload.html", form=form, laws=laws)
+    return render_template("laws/upload.html", form=form, laws=laws), 429 if refused else 200

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from .. import audit
+from .. import audit, ratelimit
 from ..authz import (
     ASSIGNABLE_ROLES,
     STAFF_ROLES,
@@ -233,6 +233,10 @@ def user_import():
 
     form = ImportForm()
     if form.validate_on_submit():
+        refused = ratelimit.take(ratelimit.UPLOAD, current_user.id)
+        if refused is not None:
+            flash(ratelimit.message(refused), "error")
+            return render_template("people/import.html", form=form), 429
         upload = form.file.data
         data = upload.read()  # bounded by MAX_CONTENT_LENGTH; the roster reports the real size
         preview = roster.build_preview(upload.filename or "upload", data, current_user)

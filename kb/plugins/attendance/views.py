@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 from wtforms import DateField, FloatField, SelectField, StringField, TextAreaField, TimeField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from kb import audit
+from kb import audit, ratelimit
 from kb.authz import (
     LEARNER_ROLES,
     REPORT_ROLES,
@@ -293,6 +293,10 @@ def code_checkin():
     """Type the 6-digit code shown on the projector when the camera fails."""
     form = CodeForm()
     if form.validate_on_submit():
+        refused = ratelimit.blocked(ratelimit.CHECKIN_CODE, current_user.id)
+        if refused is not None:
+            flash(_("签到码输错次数过多，请 %(n)s 分钟后再试，或请组织者补录。", n=refused.minutes), "error")
+            return render_template("attendance/code.html", form=form), 429
         code = re.sub(r"\s+", "", form.code.data)
         at = service.now()
         recent = at - timedelta(minutes=int(service.cfg("ATTENDANCE_CLOSE_AFTER")))
@@ -300,6 +304,7 @@ def code_checkin():
                       if service.window(s).state(at) in (PRESENT, LATE)]
         session = next((s for s in candidates if service.check_code(s.id, code)), None)
         if session is None:
+            ratelimit.count(ratelimit.CHECKIN_CODE, current_user.id)
             flash(_("签到码不正确或已过期，请核对大屏幕上的最新签到码。"), "error")
             return render_template("attendance/code.html", form=form), 400
         device, new = _device()
@@ -541,6 +546,10 @@ def enrol_import(class_id):
     form = ImportForm()
     if not form.validate_on_submit():
         flash(_("请选择名单文件（.xlsx 或 .csv）。"), "error")
+        return redirect(url_for("attendance.enrol", class_id=klass.id))
+    refused = ratelimit.take(ratelimit.UPLOAD, current_user.id)
+    if refused is not None:
+        flash(ratelimit.message(refused), "error")
         return redirect(url_for("attendance.enrol", class_id=klass.id))
     upload = form.file.data
     _headers, rows, file_errors = roster.read_table(upload.filename or "", upload.read(),

@@ -248,12 +248,14 @@ def finalize(attempt: Attempt, *, expired: bool = False) -> bool:
     db.session.execute(update(Attempt).where(Attempt.id == attempt.id)
                        .values(score=result, passed=passed)
                        .execution_options(synchronize_session=False))
-    db.session.commit()
-    db.session.refresh(attempt)
     if passed:
+        # Before the commit: what listeners write (the progress ledger's 学时) is committed
+        # with the grade, as attendance does with its records.
         emit(QuizPassed(user_id=attempt.user_id, key=f"quiz:{quiz.slug}:{attempt.user_id}",
                         quiz_slug=quiz.slug, quiz_title=quiz.title, attempt_id=attempt.id,
                         score=result, course_slug=quiz.course_slug))
+    db.session.commit()
+    db.session.refresh(attempt)
     return True
 
 

@@ -24,7 +24,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
-from kb import db
+from kb import db, ratelimit
 from kb.authz import login_required, roles_required
 from kb.models import utcnow
 
@@ -175,6 +175,10 @@ def detail(quiz_slug):
 def start(quiz_slug):
     slug = quiz_slug
     quiz = _visible_quiz(slug)
+    refused = ratelimit.take(ratelimit.QUIZ_START, current_user.id)
+    if refused is not None:
+        flash(ratelimit.message(refused), "error")
+        return redirect(url_for("quizzes.detail", quiz_slug=slug))
     try:
         attempt = service.start_attempt(quiz, current_user)
     except service.QuizError as exc:
@@ -420,6 +424,10 @@ def import_upload():
     if not _SLUG.match(slug):
         flash(_("题库地址只能用小写字母、数字和 -（例如 county-2026-exam）"), "error")
         return render_template("quizzes/import.html", preview=None), 400
+    refused = ratelimit.take(ratelimit.UPLOAD, current_user.id)
+    if refused is not None:
+        flash(ratelimit.message(refused), "error")
+        return render_template("quizzes/import.html", preview=None), 429
     parsed = parse_file(upload.filename, upload.read())
     token = secrets.token_urlsafe(24)
     draft = ImportDraft(token=token, actor_id=current_user.id, org_unit_id=_county_id(),
