@@ -31,6 +31,12 @@ def search():
                         "suggestions": []})
     kind = request.args.get("kind") if request.args.get("kind") in ("lesson", "law_article") else None
     results = run_search(q, request.args.get("course"), request.args.get("tag"), page, limit, kind)
+    if results.index_missing:
+        from .views import SEARCH_RETRY_AFTER, search_unavailable_message
+
+        title, message = search_unavailable_message()
+        return jsonify({"error": title, "message": message, "status": 503,
+                        "index_missing": True}), 503, {"Retry-After": str(SEARCH_RETRY_AFTER)}
     return jsonify({
         "query": q,
         "total": results.total,

@@ -28,13 +28,14 @@ class ConfigurationError(RuntimeError):
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    """Use WAL, foreign keys and a busy timeout on every SQLite connection."""
+    """Use WAL and foreign keys on every SQLite connection. The busy timeout (how long a
+    writer waits for another one before "database is locked", answered 503) is the
+    connection's ``timeout``: 10 s, ``SQLALCHEMY_ENGINE_OPTIONS["connect_args"]`` to change."""
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
 
 
@@ -86,6 +87,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
+    _close_sessions_safely(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -114,6 +116,34 @@ def create_app(test_config: dict | None = None) -> Flask:
     views.register_error_handlers(app)
     pm.hook.kb_init_app(app=app)
     return app
+
+
+def discard_session() -> None:
+    """End the request's database session after a database error, never raising.
+
+    When the connection broke (the database restarted or crashed), rolling back on it fails
+    again; the session is then invalidated instead: its connection is dropped, not returned
+    to the pool, and the pool connects afresh for the next request.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not db.session.registry.has():
+        return
+    try:
+        db.session.close()
+    except SQLAlchemyError:
+        try:
+            db.session().invalidate()
+        except SQLAlchemyError:
+            log.debug("session invalidate failed", exc_info=True)
+            db.session.registry.clear()  # forget it: nothing is left to close at teardown
+
+
+def _close_sessions_safely(app: Flask) -> None:
+    """Close each request's session before Flask-SQLAlchemy's teardown does (teardowns run
+    in reverse order), so a connection lost during the request ends in the 503 page
+    (kb/views.py) rather than an exception after the response was made (a bare 500)."""
+    app.teardown_appcontext(lambda _exc: discard_session())
 
 
 def _check_config(app: Flask) -> None:

@@ -19,6 +19,17 @@ def _app():
     return ctx.find_root().obj["app"]
 
 
+class SyncError(click.ClickException):
+    """``kb sync`` could not finish; the message says what is saved and what to do."""
+
+
+def _os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
 def ensure_database(app) -> bool:
     """Create or upgrade the database when it is not at every head; return True if it did."""
     from . import dbmigrate
@@ -37,7 +48,17 @@ def ensure_database(app) -> bool:
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only.")
 def sync(courses_dir, quizzes_dir, rebuild, strict, quiet):
     """Load courses and quizzes into the database and update the search index."""
-    report = run_sync(_app(), courses_dir, quizzes_dir, rebuild=rebuild, strict=strict, quiet=quiet)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        report = run_sync(_app(), courses_dir, quizzes_dir, rebuild=rebuild, strict=strict,
+                          quiet=quiet)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise SyncError(
+            f"the database could not be updated: {reason}. What this sync had not committed "
+            "was rolled back; fix the cause (a full disk, the database server down) and run "
+            "`kb sync` again") from exc
     if strict and report.errors:
         raise SystemExit(1)
 
@@ -53,6 +74,8 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
         quizzes_dir=Path(quizzes_dir or app.config["QUIZZES_DIR"]).resolve(),
         rebuild=rebuild, strict=strict,
     )
+    from .search import SearchIndexBusy, SearchIndexUnreadable
+
     started = time.perf_counter()
     with app.app_context():
         if ensure_database(app) and not quiet:
@@ -76,22 +99,32 @@ def run_sync(app, courses_dir=None, quizzes_dir=None, *, rebuild=False, strict=F
         from .ops import IndexLag, catch_up_index, index_lag, stamp_index
 
         index = searching.get_index(app)
-        # What this server's own index misses of what the database holds: the lessons this
-        # run changed, and what another app server synced into the shared database before.
-        lag = None if rebuild or not index.exists() else index_lag(app)
-        if lag is None:  # no index, --rebuild, or a stamp that cannot tell
-            count = searching.rebuild(app, get_catalog(app))
-            index_note = f"index rebuilt: {count} documents"
-        else:
-            lag = IndexLag(lag.lessons | set(report.changed_lessons), lag.laws)
-            if lag:
-                # Only the changed lessons and laws are needed here, not the whole catalog.
-                catch_up_index(app, lag)
-                index_note = f"index updated: {len(lag.lessons)} lessons" + (
-                    f", {len(lag.laws)} laws" if lag.laws else "")
+        state, detail = index.check()
+        try:
+            # What this server's own index misses of what the database holds: the lessons this
+            # run changed, and what another app server synced into the shared database before
+            # (or what an earlier sync saved in the database but failed to write to the index).
+            lag = None if rebuild or state != "ok" else index_lag(app)
+            if lag is None:  # no index, a damaged one, --rebuild, or a stamp that cannot tell
+                if state == "unreadable":
+                    click.echo(f"search index unreadable ({detail}): rebuilding it", err=True)
+                count = searching.rebuild(app, get_catalog(app))
+                index_note = f"index rebuilt: {count} documents"
             else:
-                index_note = "index up to date"
-        stamp_index(app)
+                lag = IndexLag(lag.lessons | set(report.changed_lessons), lag.laws)
+                if lag:
+                    # Only the changed lessons and laws are needed here, not the whole catalog.
+                    catch_up_index(app, lag)
+                    index_note = f"index updated: {len(lag.lessons)} lessons" + (
+                        f", {len(lag.laws)} laws" if lag.laws else "")
+                else:
+                    index_note = "index up to date"
+            stamp_index(app)
+        except (OSError, SearchIndexBusy, SearchIndexUnreadable) as exc:
+            raise SyncError(
+                f"the search index was not updated: {_os_error(exc)}. The lessons are saved in "
+                "the database and the live index is unchanged (it keeps answering searches); "
+                "fix the cause and run `kb sync` again (it catches the index up)") from exc
         from . import emit
         from .events import ContentSynced
 

@@ -57,9 +57,13 @@ def stamp_index(app) -> None:
     folder = Path(app.config["INDEX_DIR"])
     if folder.is_dir():
         tmp = folder / (INDEX_STAMP + ".tmp")
-        tmp.write_text(json.dumps(index_manifest(), ensure_ascii=False, sort_keys=True),
-                       encoding="utf-8")
-        os.replace(tmp, folder / INDEX_STAMP)
+        try:
+            tmp.write_text(json.dumps(index_manifest(), ensure_ascii=False, sort_keys=True),
+                           encoding="utf-8")
+            os.replace(tmp, folder / INDEX_STAMP)
+        except BaseException:  # a full disk: the old stamp stays; the next sync catches up
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def read_stamp(app) -> dict | None:
@@ -150,13 +154,17 @@ def doctor(app) -> list[Check]:
         checks.append(Check("migrations", not pending,
                             "at " + ", ".join(sorted(dbmigrate.current(app))) if not pending
                             else "the database is not at the newest schema: run `kb db upgrade`"))
-        status = searching.get_index(app).status()
-        if not status.get("exists"):
+        state, detail = searching.get_index(app).check()
+        if state == "missing":
             checks.append(Check("search index", False, f"missing at {app.config['INDEX_DIR']}: run `kb sync`"))
+        elif state == "unreadable":
+            checks.append(Check("search index", False,
+                                f"unreadable ({detail}): search is down; run `kb sync` to rebuild it"))
         else:
             fresh = (read_stamp(app) or {}).get("version") == content_version()
+            documents = detail.rsplit(": ", 1)[-1]
             checks.append(Check("search index", fresh,
-                                f"{status.get('documents')} documents, up to date" if fresh else
+                                f"{documents}, up to date" if fresh else
                                 "older than the content in the database: run `kb sync`"))
     except Exception as exc:  # report every failure, never crash the doctor
         db.session.rollback()

@@ -227,6 +227,15 @@ def _page_arg() -> int:
         return 1
 
 
+SEARCH_RETRY_AFTER = 30  # seconds; while the index is missing or damaged, until `kb sync`
+
+
+def search_unavailable_message() -> tuple[str, str]:
+    """Title and text shown while the search index is missing or damaged."""
+    return (_("搜索暂时不可用"),
+            _("搜索索引正在重建，请稍后再试。课程和其他页面照常可用。"))
+
+
 def run_search(q: str, course: str | None, tag: str | None, page: int, per_page: int,
                kind: str | None = None):
     """Search as the current user: audience filtered in the index, then ``kb_can_view``."""
@@ -281,8 +290,12 @@ def search():
                              kind=kind or "lesson")
         if not kind and not course and not tag and results.page == 1:
             laws = related_laws(q)
-    return render_template("core/search.html", q=q, course=course, tag=tag, kind=kind,
+    body = render_template("core/search.html", q=q, course=course, tag=tag, kind=kind,
                            results=results, laws=laws, courses=get_catalog().courses)
+    if results is not None and results.index_missing:
+        # The index is missing or damaged (docs/deploy.md): every other page still works.
+        return body, 503, {"Retry-After": str(SEARCH_RETRY_AFTER)}
+    return body
 
 
 @bp.route("/prefs", methods=["GET", "POST"])
@@ -332,6 +345,7 @@ def healthz():
         index_status = search_index().status()
         status["index"] = {"ok": bool(index_status.get("exists")), **index_status}
         status["index"].pop("path", None)
+        status["index"].pop("problem", None)  # names files: for the log and `kb doctor`
         if not index_status.get("exists"):
             status["status"] = "degraded" if code == 200 else status["status"]
     except Exception as exc:
@@ -340,18 +354,31 @@ def healthz():
     return jsonify(status), code
 
 
+def wants_json() -> bool:
+    """Answer an error as JSON: the API, and requests made by the pages' scripts (a JSON
+    body, or JSON preferred over HTML, e.g. the progress heartbeat and quiz answer saving)."""
+    if request.path.startswith("/api/") or request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(("text/html", "application/json"))
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
 def register_error_handlers(app):
     def page(code, title, message):
         def handler(error):
-            if request.path.startswith("/api/"):
-                return jsonify({"error": title(), "status": code}), code
+            if wants_json():
+                return jsonify({"error": title(), "message": message(), "status": code}), code
             try:
                 return render_template("core/error.html", code=code, title=title(),
                                        message=message()), code
             except Exception:  # the page itself failed: answer plainly rather than not at all
                 if code not in (500, 503):
                     raise
-                return f"{code} {title()}", code, {"Content-Type": "text/plain; charset=utf-8"}
+                from .app import discard_session
+
+                discard_session()
+                return (f"{code} {title()}\n{message()}\n", code,
+                        {"Content-Type": "text/plain; charset=utf-8"})
         return handler
 
     app.register_error_handler(403, page(403, lambda: _("无权访问"), lambda: _("您没有查看此页面的权限。")))
@@ -367,11 +394,11 @@ def register_error_handlers(app):
 
     def database_down(error):
         """A lost database connection is a 503 with a clear page, not a stack trace."""
-        app.logger.warning("database unavailable: %s", type(error).__name__)
-        try:
-            db.session.rollback()
-        except Exception:  # the connection is gone: nothing to roll back
-            db.session.remove()
+        from .app import discard_session
+
+        app.logger.warning("database unavailable: %s", str(getattr(error, "orig", error) or
+                                                            type(error).__name__).splitlines()[0])
+        discard_session()  # the page below may query again (the user, the menu): afresh
         response = make_response(unavailable(error))
         response.headers["Retry-After"] = "5"
         return response

@@ -128,8 +128,7 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def runner(app):
+def runner_for(app):
     """Invoke ``kb`` commands against ``app``."""
     from click.testing import CliRunner
 
@@ -140,6 +139,12 @@ def runner(app):
             return CliRunner().invoke(build_cli(app), args, catch_exceptions=False, **kw)
 
     return Runner()
+
+
+@pytest.fixture
+def runner(app):
+    """Invoke ``kb`` commands against ``app``."""
+    return runner_for(app)
 
 
 @pytest.fixture

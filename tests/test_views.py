@@ -128,7 +128,7 @@ def test_healthz_without_index_is_degraded(app):
 
 def test_search_without_index_says_so(app):
     page = text(app.test_client().get("/search?q=主席团"))
-    assert "搜索索引正在建立" in page
+    assert "搜索索引正在重建" in page
 
 
 def test_security_headers(client):

@@ -18,6 +18,7 @@ from .index import (
     SearchHit,
     SearchIndex,
     SearchIndexBusy,
+    SearchIndexUnreadable,
     SearchResults,
     make_snippet,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "SearchHit",
     "SearchIndex",
     "SearchIndexBusy",
+    "SearchIndexUnreadable",
     "SearchResults",
     "analysis",
     "make_snippet",

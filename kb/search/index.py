@@ -28,15 +28,19 @@ orders documents within a tier; consecutive units close together in the body add
 
 from __future__ import annotations
 
+import errno
 import html
 import logging
 import math
 import os
+import pickle
 import re
 import shutil
+import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -114,8 +118,44 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 _WS = re.compile(r"\s+")
 
 
+DAMAGED = "DAMAGED"  # in index_dir: "<generation>\n<what failed>", written by whoever found it
+# Errors a reader raises on bytes that are not what was written (never raised by a bug in a
+# query), and the disk failing to read them: a search that meets one marks the generation
+# damaged for every process.
+READ_ERRORS = (zlib.error, struct.error, EOFError, pickle.UnpicklingError, UnicodeDecodeError)
+
+
+def _is_read_error(exc: BaseException) -> bool:
+    return isinstance(exc, READ_ERRORS) or (isinstance(exc, OSError) and exc.errno == errno.EIO)
+
+
 class SearchIndexBusy(RuntimeError):
     """Another writer held the index lock for longer than ``writer_timeout``."""
+
+
+class SearchIndexUnreadable(RuntimeError):
+    """The live index is damaged; only a full rebuild (``kb sync``) repairs it."""
+
+
+def _abandon(writer) -> None:
+    """Give up a Whoosh writer whose work failed: close its files, delete its temporary files
+    and release its lock, even when closing fails again (the disk is still full)."""
+    try:
+        writer.cancel()
+        return
+    except Exception:
+        log.debug("writer.cancel() failed", exc_info=True)
+    try:
+        writer._tempstorage.destroy()
+    except Exception:
+        pass
+    lock = getattr(writer, "writelock", None)
+    if lock is not None:
+        try:
+            lock.release()
+        except Exception:
+            pass
+    writer.is_closed = True
 
 
 # ----------------------------------------------------------------------------- data classes
@@ -688,27 +728,39 @@ class SearchIndex:
         self._version = 0  # bumped whenever the searcher is replaced (keys the result cache)
         self._pid = os.getpid()
         self._cache: OrderedDict[tuple, SearchResults] = OrderedDict()
+        self._files: dict[str, tuple[int, int]] = {}  # of the open generation: size, inode
+        self._problem: str | None = None  # why the index cannot be used, when it cannot
+        self._problem_gen: str | None = None
+        self._damaged_path = str(self.root / DAMAGED)
 
     # -- generations -------------------------------------------------------------------------
 
     def _current_generation(self) -> str | None:
+        gen, _problem = self._read_current()
+        return gen
+
+    def _read_current(self) -> tuple[str | None, str | None]:
+        """The live generation named by ``CURRENT``, or (None, why not) when there is none."""
         try:
             name = (self.root / "CURRENT").read_text(encoding="utf-8").strip()
         except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError:
-            log.warning("cannot read %s", self.root / "CURRENT", exc_info=True)
-            return None
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            return None
-        return name
+            return None, None  # no index yet (or deleted): "missing", not damaged
+        except (OSError, ValueError) as exc:  # unreadable, or not text (UnicodeDecodeError)
+            return None, f"CURRENT cannot be read: {type(exc).__name__}"
+        if not name or "/" in name or "\\" in name or name.startswith(".") or len(name) > 100:
+            return None, f"CURRENT names no generation ({name[:40]!r})"
+        return name, None
 
     def _set_current(self, gen: str) -> None:
         tmp = self.root / f".CURRENT.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(gen + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(gen + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # e.g. the disk is full: CURRENT still names the old generation
+            tmp.unlink(missing_ok=True)
+            raise
         for attempt in range(50):
             try:
                 os.replace(tmp, self.root / "CURRENT")
@@ -736,13 +788,94 @@ class SearchIndex:
     # -- reading -----------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        gen = self._current_generation()
+        """True when the live generation can be opened and read (``check()`` says why not)."""
+        return self.check()[0] == "ok"
+
+    def check(self) -> tuple[str, str]:
+        """Open the live index afresh (not this process's searcher) and read from it.
+
+        Returns (state, detail): ``ok``, ``missing`` (no index: never built, or deleted) or
+        ``unreadable`` (``CURRENT`` names a generation that is gone, or whose table of contents
+        or segments are damaged). ``kb sync`` rebuilds the index unless it is ``ok``.
+        """
+        gen, problem = self._read_current()
         if gen is None:
-            return False
+            return ("unreadable", problem) if problem else ("missing", f"no index in {self.root}")
+        path = self.root / gen
+        if not path.is_dir():
+            return "unreadable", f"CURRENT names {gen}, which does not exist"
+        damage = self._damage_found(gen)
+        if damage:
+            return "unreadable", damage
         try:
-            return windex.exists_in(str(self.root / gen))
-        except Exception:
-            return False
+            ix = windex.open_dir(str(path))
+            try:
+                with ix.searcher() as searcher:
+                    count = searcher.doc_count()
+                    reader = searcher.reader()
+                    if count:  # the last stored document lies at the end of the stored fields
+                        reader.stored_fields(reader.doc_count_all() - 1)
+                    for name in ("title_w", "body_g"):
+                        next(iter(reader.lexicon(name)), None)
+            finally:
+                ix.close()
+        except Exception as exc:
+            return "unreadable", f"{gen}: {type(exc).__name__}: {str(exc)[:200]}"
+        return "ok", f"{gen}: {count} documents"
+
+    def _open_files(self, gen: str, ix) -> dict[str, tuple[int, int]]:
+        """Size and inode of the files ``ix`` reads (its table of contents and segments)."""
+        names = {f"_{ix.indexname}_{ix.latest_generation()}.toc"}
+        segments = {seg.segment_id() for seg in ix._segments()}
+        files = {}
+        with os.scandir(self.root / gen) as entries:
+            for entry in entries:
+                if entry.name in names or entry.name.split(".", 1)[0] in segments:
+                    st = entry.stat()
+                    files[entry.path] = (st.st_size, st.st_ino)
+        return files
+
+    def _files_changed(self) -> bool:
+        """Whether a file the searcher has open was truncated, replaced or removed.
+
+        Whoosh maps segment files into memory: reading a page that a truncation cut off kills
+        the process (SIGBUS). Normal writes never change a file in place (they add segments and
+        a new table of contents), so a change here means damage, or a commit that removed
+        merged segments (then ``up_to_date()`` is False as well and the index is reopened).
+        """
+        for path, (size, ino) in self._files.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                return True
+            if st.st_size != size or st.st_ino != ino:
+                return True
+        return False
+
+    def _damage_found(self, gen: str) -> str | None:
+        """What a process found damaged in ``gen`` while reading it (the DAMAGED file)."""
+        try:
+            found = (self.root / DAMAGED).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        name, _, what = found.partition("\n")
+        return f"{gen}: {what.strip() or 'damaged'}" if name.strip() == gen else None
+
+    def _mark_damaged(self, gen: str, what: str) -> None:
+        """Tell every process (and ``kb sync``) that ``gen`` cannot be read."""
+        try:
+            (self.root / DAMAGED).write_text(f"{gen}\n{what}\n", encoding="utf-8")
+        except OSError:
+            log.warning("cannot write %s", self.root / DAMAGED, exc_info=True)
+
+    def _broken(self, problem: str) -> None:
+        """Remember why there is no searcher; log it once per generation, not every search."""
+        self._close_searcher()
+        gen, _ = self._read_current()
+        if self._problem is None or self._problem_gen != gen:
+            log.warning("search index %s unusable: %s; run `kb sync` to rebuild it", self.root,
+                        problem)
+        self._problem, self._problem_gen = problem, gen
 
     def _get_searcher(self):
         """The process's searcher, refreshed if the index changed. Call with self._lock held."""
@@ -751,20 +884,43 @@ class SearchIndex:
             self._searcher = self._ix = self._gen = None
             self._cache.clear()
             self._pid = os.getpid()
-        gen = self._current_generation()
+        gen, problem = self._read_current()
         if gen is None:
-            self._close_searcher()
+            if problem:
+                self._broken(problem)
+            else:
+                self._close_searcher()
+                self._problem = None
             return None
+        if gen == self._gen and self._searcher is not None and os.path.exists(self._damaged_path):
+            damage = self._damage_found(gen)
+            if damage:
+                self._broken(damage)
+                return None
+        if gen == self._gen and self._searcher is not None and self._files_changed():
+            try:
+                current = self._searcher.up_to_date()
+            except Exception:
+                current = False
+            if current:
+                self._broken(f"{gen}: a file of the open index was changed or removed")
+                return None
+            self._close_searcher()  # a commit replaced segments: open the new state below
         if gen != self._gen or self._searcher is None:
+            damage = self._damage_found(gen)
+            if damage:
+                self._broken(damage)
+                return None
             try:
                 ix = windex.open_dir(str(self.root / gen))
                 searcher = ix.searcher()
-            except Exception:
-                log.warning("search index %s cannot be opened", self.root / gen, exc_info=True)
-                self._close_searcher()
+                files = self._open_files(gen, ix)
+            except Exception as exc:
+                self._broken(f"{gen} cannot be opened: {type(exc).__name__}: {str(exc)[:200]}")
                 return None
             self._close_searcher()
-            self._ix, self._searcher, self._gen = ix, searcher, gen
+            self._ix, self._searcher, self._gen, self._files = ix, searcher, gen, files
+            self._problem = None
             self._version += 1
             return searcher
         try:
@@ -772,7 +928,9 @@ class SearchIndex:
                 # Not Searcher.refresh(): it reuses segment readers by segment and so keeps
                 # their *old* deletions (a replaced lesson would stay visible). A new searcher
                 # costs a few ms, only after a change.
+                files = self._open_files(gen, self._ix)
                 old, self._searcher = self._searcher, self._ix.searcher()
+                self._files = files
                 old.close()
                 self._version += 1
         except Exception:
@@ -793,6 +951,7 @@ class SearchIndex:
             except Exception:
                 pass
         self._searcher = self._ix = self._gen = None
+        self._files = {}
         self._version += 1
         self._cache.clear()
 
@@ -801,12 +960,16 @@ class SearchIndex:
             self._close_searcher()
 
     def status(self) -> dict:
+        """This process's view: ``state`` is ok, missing or unreadable (with ``problem``)."""
         with self._lock:
             s = self._get_searcher()
             if s is None:
-                return {"exists": False, "documents": 0, "generation": "", "path": str(self.root)}
+                state = "unreadable" if self._problem else "missing"
+                return {"exists": False, "state": state, "problem": self._problem or "",
+                        "documents": 0, "generation": "", "path": str(self.root)}
             return {
                 "exists": True,
+                "state": "ok",
                 "documents": s.doc_count(),
                 "generation": self._gen or "",
                 "path": str(self.root / (self._gen or "")),
@@ -862,8 +1025,20 @@ class SearchIndex:
                 total = len(results)
                 rows = [(hit.score, hit.fields()) for hit in results[(page - 1) * per_page :]]
                 suggestions = [] if total else self._suggest(searcher, pq)
-            except Exception:
+            except Exception as exc:
                 log.exception("search failed for %r", pq.text)
+                # A damaged index can open cleanly and fail while reading.
+                gen = self._gen
+                if _is_read_error(exc) and gen:
+                    what = f"reading failed: {type(exc).__name__}: {str(exc)[:200]}"
+                    self._mark_damaged(gen, what)
+                    self._broken(f"{gen}: {what}")
+                    empty.index_missing = True
+                else:
+                    state, detail = self.check()
+                    if state != "ok":
+                        self._broken(detail)
+                        empty.index_missing = True
                 return empty
         terms = pq.highlight_terms()
         hits = [
@@ -1013,14 +1188,21 @@ class SearchIndex:
                         if progress and count % 100 == 0:
                             progress(count)
                 except BaseException:
-                    writer.cancel()
+                    _abandon(writer)
                     raise
-                writer.commit()
+                try:
+                    writer.commit()
+                except BaseException:
+                    _abandon(writer)
+                    raise
                 ix.close()
+                self._set_current(gen)
+                (self.root / DAMAGED).unlink(missing_ok=True)  # it named an older generation
             except BaseException:
+                # e.g. the disk filled up: the half-written generation goes, CURRENT still
+                # names the live one, which keeps answering searches
                 shutil.rmtree(path, ignore_errors=True)
                 raise
-            self._set_current(gen)
             with self._lock:  # let go of the old generation here, so it can be removed
                 self._close_searcher()
             self._remove_old_generations(keep=gen)
@@ -1043,16 +1225,18 @@ class SearchIndex:
             except windex.LockError as e:
                 ix.close()
                 raise SearchIndexBusy(self._busy_message()) from e
+            except BaseException:  # it creates files as it starts: the disk may be full
+                self._failed_write(None, ix)
+                raise
             try:
                 for k in sorted(lkeys):
                     writer.delete_by_term("lkey", k)
                 for doc in docs:
                     writer.add_document(**_doc_fields(doc))
+                writer.commit()
             except BaseException:
-                writer.cancel()
-                ix.close()
+                self._failed_write(writer, ix)
                 raise
-            writer.commit()
             ix.close()
 
     def delete_lessons(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -1069,16 +1253,56 @@ class SearchIndex:
             except windex.LockError as e:
                 ix.close()
                 raise SearchIndexBusy(self._busy_message()) from e
-            for k in sorted(lkeys):
-                writer.delete_by_term("lkey", k)
-            writer.commit()
+            except BaseException:  # it creates files as it starts: the disk may be full
+                self._failed_write(None, ix)
+                raise
+            try:
+                for k in sorted(lkeys):
+                    writer.delete_by_term("lkey", k)
+                writer.commit()
+            except BaseException:
+                self._failed_write(writer, ix)
+                raise
+            ix.close()
+
+    def _failed_write(self, writer, ix) -> None:
+        """After a failed commit (a full disk, say) into the live generation: give the writer
+        up and delete what it wrote. Readers never saw it: the table of contents they read
+        is written last, so the live index is unchanged and keeps answering."""
+        if writer is not None:
+            _abandon(writer)
+        try:
+            toc = ix._read_toc()  # the table of contents readers use
+            keep = {f"_{ix.indexname}_{toc.generation}.toc", f"{ix.indexname}_WRITELOCK"}
+            segments = {seg.segment_id() for seg in toc.segments}
+            folder = Path(ix.storage.folder)
+            for entry in folder.iterdir():
+                if entry.name in keep or entry.name.split(".", 1)[0] in segments:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        except Exception:
+            log.warning("could not clean up after a failed index write in %s", self.root,
+                        exc_info=True)
+        finally:
             ix.close()
 
     def _open_for_writing(self, create: bool):
-        """Open the live generation (write lock held); create an empty one if asked."""
-        gen = self._current_generation()
-        if gen is not None and windex.exists_in(str(self.root / gen)):
+        """Open the live generation (write lock held); create an empty one if asked and there
+        is no index at all. A damaged index is never replaced by an empty one here: ``kb sync``
+        rebuilds it from all the content."""
+        gen, problem = self._read_current()
+        if gen is not None:
+            state, detail = self.check()
+            if state != "ok":
+                raise SearchIndexUnreadable(f"search index {self.root} is unreadable ({detail}): "
+                                            "run `kb sync` to rebuild it")
             return windex.open_dir(str(self.root / gen))
+        if problem:
+            raise SearchIndexUnreadable(f"search index {self.root} is unreadable ({problem}): "
+                                        "run `kb sync` to rebuild it")
         if not create:
             return None
         gen = _new_generation_name()
