@@ -295,6 +295,9 @@ def check_in(session: TrainingSession, user, device_id: str | None, source: str 
             existing.checked_in_at, existing.updated_at, existing.updated_by = at, at, user.id
             db.session.add(MarkLog(session_id=session.id, user_id=user.id, old_status=old,
                                    new_status=state, actor_id=user.id, at=at, note=SELF_NOTE))
+        # In the same transaction: the record and what consumers write for it (the 学时
+        # ledger) are saved together, or neither is and the person taps again.
+        _emit(session, user.id, state, at)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -303,8 +306,6 @@ def check_in(session: TrainingSession, user, device_id: str | None, source: str 
         if again is not None and again.status in ATTENDED:
             return _already(again)
         return Outcome(False, device_taken_message())
-    _emit(session, user.id, state, at)
-    db.session.commit()
     return Outcome(True, _("签到成功（%(s)s），时间 %(t)s。", s=status_name(state), t=_fmt(at)), state)
 
 
@@ -312,7 +313,8 @@ def set_status(session: TrainingSession, user_id: int, status: str, actor_id: in
                source: str = "manual", note: str = "") -> bool:
     """Set a person's status (organiser marking); log the change. Return whether it changed.
 
-    The caller commits; call :func:`emit_marked` after the commit.
+    The caller calls :func:`emit_marked`, then commits (one transaction: the records and what
+    the event's consumers write for them are saved together).
     """
     if status not in STATUSES:
         raise ValueError(status)

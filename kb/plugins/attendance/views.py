@@ -633,7 +633,6 @@ def session_mark(session_id):
     n = sum(len(v) for v in changed.values())
     if n:
         audit.record("attendance.mark", session, _l("标记 %(n)s 人的考勤", n=n))
-    db.session.commit()
     for status, uids in changed.items():
         service.emit_marked(session, uids, status)
     db.session.commit()
@@ -765,7 +764,6 @@ def paper(session_id):
                                          source="paper", note=service.PAPER_NOTE)]
         if changed:
             audit.record("attendance.paper", session, _l("录入纸质签到 %(n)s 人", n=len(changed)))
-        db.session.commit()
         service.emit_marked(session, changed, form.status.data)
         db.session.commit()
         result = {"marked": [people[u].name for u in dict.fromkeys(marked)], "unknown": unknown,
