@@ -235,14 +235,18 @@ def backup(app, target: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     path = _sqlite_path(app)
     if path is not None:
-        src = sqlite3.connect(path)
-        dst = sqlite3.connect(target)
         try:
-            with dst:
-                src.backup(dst)  # SQLite's online backup: readers and writers carry on
-        finally:
-            src.close()
-            dst.close()
+            src = sqlite3.connect(path)
+            dst = sqlite3.connect(target)
+            try:
+                with dst:
+                    src.backup(dst)  # SQLite's online backup: readers and writers carry on
+            finally:
+                src.close()
+                dst.close()
+        except (sqlite3.Error, OSError) as exc:  # e.g. the backup disk is full
+            target.unlink(missing_ok=True)  # never leave a partial file that looks like a backup
+            raise BackupError(f"backup to {target} failed: {exc}") from exc
         return target
     if shutil.which("pg_dump") is None:
         raise BackupError("pg_dump is not installed (Debian: apt-get install postgresql-client)")
@@ -253,6 +257,7 @@ def backup(app, target: Path | None = None) -> Path:
         cmd.append(f"--schema={schema}")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
+        target.unlink(missing_ok=True)
         raise BackupError(f"pg_dump failed: {result.stderr.strip()[:500]}")
     return target
 

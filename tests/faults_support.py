@@ -7,6 +7,8 @@ restarts PostgreSQL runs its own throw-away cluster (``initdb`` + ``pg_ctl`` fro
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.cookiejar
 import json
 import os
@@ -20,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,3 +202,44 @@ class Browser:
         # Flask-WTF keeps one token per session: read the signed-in one.
         page = self.request("/progress/claims/new").text
         self.csrf = re.search(r'csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+@contextlib.contextmanager
+def mounted_small_disk(tmp_path: Path, size: str = "4m"):
+    """A small tmpfs of our own (needs root), unmounted afterwards; skips the test when
+    mounting is not permitted (the injected-ENOSPC tests cover the same paths)."""
+    import pytest
+
+    mount_point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                           str(mount_point)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+class Filler:
+    """Fills a file system to the last byte; ``free()`` gives the space back."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "filler"
+
+    def fill(self):
+        with open(self.path, "ab", buffering=0) as f:
+            chunk = b"\0" * 65536
+            while True:
+                try:
+                    f.write(chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    if len(chunk) == 1:
+                        return
+                    chunk = chunk[: len(chunk) // 2]
+
+    def free(self):
+        self.path.unlink(missing_ok=True)

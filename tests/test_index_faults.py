@@ -13,13 +13,12 @@ import errno
 import json
 import os
 import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from .conftest import make_config
+from .faults_support import Filler, mounted_small_disk
 
 
 def _gen(app) -> Path:
@@ -208,39 +207,8 @@ def test_disk_full_while_writing_the_index_injected(synced_app, runner, monkeypa
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MB tmpfs of our own (root only), unmounted afterwards."""
-    mount_point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs",
-                           str(mount_point)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the injected-ENOSPC "
-                    "test covers the same path")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-class Filler:
-    """Fills a file system to the last byte; ``free()`` gives the space back."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / "filler"
-
-    def fill(self):
-        with open(self.path, "ab", buffering=0) as f:
-            chunk = b"\0" * 65536
-            while True:
-                try:
-                    f.write(chunk)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    if len(chunk) == 1:
-                        return
-                    chunk = chunk[: len(chunk) // 2]
-
-    def free(self):
-        self.path.unlink(missing_ok=True)
+    with mounted_small_disk(tmp_path) as mount_point:
+        yield mount_point
 
 
 def test_disk_full_while_writing_the_index_on_a_real_small_disk(tmp_path, small_disk):

@@ -4,14 +4,13 @@ Each release fixture (tests/fixtures/releases/NAME.json, made by make_fixture.py
 with that release's own code) holds every row of a database of that release. For each one: an
 empty database is upgraded to the release's revisions, the rows are loaded, ``upgrade heads``
 runs, and then every row must still be there with every value unchanged (or changed as a
-migration says, in CHANGED_BY_MIGRATIONS), the schema must equal the models, and the app must
+migration says, in tests/release_data.py), the schema must equal the models, and the app must
 work on the data (sign in, pages, a new write). The migrations' downgrade functions are
 checked too: back down to the release's revisions keeps its data, and up again is clean.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -26,103 +25,20 @@ from alembic.script import ScriptDirectory
 from kb import create_app, dbmigrate
 from kb.extensions import db
 
-from .conftest import FIXTURES, login, make_config
+from .conftest import login, make_config
+from .release_data import (
+    RELEASES_DIR,
+    assert_fixture_data,
+    jsonable,
+    load_fixture,
+    read_fixture,
+    reflect,
+)
 
-RELEASES_DIR = FIXTURES / "releases"
 # Oldest first. Each landed state whose schema changed (git log --stat -- kb/migrations
 # kb/plugins/*/migrations); 0.1.0 is the schema at the end of session 1 (stop 9).
 RELEASES = ["r1-foundation", "r2-people", "r3-laws", "r4-attendance", "r5-progress", "0.1.0"]
-# A migration that rewrites existing values lists them here: {(release, table, column): fn}
-# where fn(old fixture value) is the value expected after `upgrade heads`. None so far.
-CHANGED_BY_MIGRATIONS: dict[tuple[str, str, str], object] = {}
-# Rows a migration adds to a table that had rows in the release: {(release, table): count}.
-ADDED_BY_MIGRATIONS: dict[tuple[str, str], int] = {}
 PASSWORD = "pw"  # make_fixture.py's demo password
-
-
-def read_fixture(name: str) -> dict:
-    return json.loads((RELEASES_DIR / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def jsonable(value):
-    """Like make_fixture.jsonable: the form a value takes in a fixture."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return value
-
-
-def _from_json(column: sa.Column, value):
-    if value is None:
-        return None
-    if isinstance(column.type, sa.DateTime):
-        return dt.datetime.fromisoformat(value)
-    if isinstance(column.type, sa.Date):
-        return dt.date.fromisoformat(value)
-    if isinstance(column.type, sa.LargeBinary):
-        return base64.b64decode(value)
-    return value
-
-
-def _reflect(conn) -> sa.MetaData:
-    meta = sa.MetaData()
-    meta.reflect(conn)
-    return meta
-
-
-def load_fixture(conn, fixture: dict) -> None:
-    """Insert the fixture's rows into a database at the fixture's revisions."""
-    meta = _reflect(conn)
-    missing = set(fixture["tables"]) - set(meta.tables)
-    assert not missing, f"tables of the release not created by its revisions: {missing}"
-    for table in meta.sorted_tables:  # parents before children
-        data = fixture["tables"].get(table.name)
-        if not data or not data["rows"]:
-            continue
-        columns = [table.c[name] for name in data["columns"]]
-        conn.execute(table.insert(), [
-            {c.name: _from_json(c, v) for c, v in zip(columns, row, strict=True)}
-            for row in data["rows"]])
-    if conn.dialect.name == "postgresql":  # rows came with their ids: move the sequences on
-        for table in meta.sorted_tables:
-            if "id" in table.c and table.c.id.primary_key and isinstance(table.c.id.type, sa.Integer):
-                quoted = conn.dialect.identifier_preparer.quote(table.name)
-                conn.execute(sa.text(
-                    f"SELECT setval(pg_get_serial_sequence('{quoted}', 'id'), "
-                    f"COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {quoted}"))
-
-
-def assert_fixture_data(conn, fixture: dict, *, release: str, upgraded: bool) -> None:
-    """Every row of the fixture is in the database with the same values; no row is extra."""
-    meta = _reflect(conn)
-    for name, data in fixture["tables"].items():
-        table = meta.tables[name]
-        key = [c.name for c in table.primary_key.columns] or data["columns"]
-        positions = {c: i for i, c in enumerate(data["columns"])}
-        found = [tuple(jsonable(v) for v in row)
-                 for row in conn.execute(sa.select(*[table.c[c] for c in data["columns"]]))]
-        by_key = {_hashable(tuple(row[positions[k]] for k in key)): row for row in found}
-        expected_count = len(data["rows"]) + (ADDED_BY_MIGRATIONS.get((release, name), 0)
-                                              if upgraded else 0)
-        assert len(by_key) == expected_count, (name, len(by_key), expected_count)
-        for row in data["rows"]:
-            row_key = _hashable(tuple(row[positions[k]] for k in key))
-            assert row_key in by_key, f"{name}: row {row_key} is gone"
-            now = by_key[row_key]
-            for column, before, after in zip(data["columns"], row, now, strict=True):
-                change = CHANGED_BY_MIGRATIONS.get((release, name, column)) if upgraded else None
-                wanted = change(before) if change else before
-                if isinstance(wanted, float) or isinstance(after, float):
-                    assert after == pytest.approx(wanted), (name, row_key, column)
-                else:
-                    assert after == wanted, (name, row_key, column, wanted, after)
-
-
-def _hashable(key: tuple) -> tuple:
-    return tuple(json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for v in key)
 
 
 def _branches(app) -> dict[str, list[str]]:
@@ -237,13 +153,13 @@ def test_upgrade_from_release_with_data(release, tmp_path, db_url):
                            if r[users["columns"].index("username")] == "t1-d01")
                 if "last_login_at" in users["columns"]:
                     before = row[users["columns"].index("last_login_at")]
-                    user = _reflect(conn).tables["user"]
+                    user = reflect(conn).tables["user"]
                     conn.execute(user.update().where(user.c.id == row[0]).values(
                         last_login_at=before and dt.datetime.fromisoformat(before)))
             downgrade_to(app, fixture["revisions"])
             assert dbmigrate.current(app) == set(fixture["revisions"])
             with db.engine.connect() as conn:
-                assert set(_reflect(conn).tables) - {"alembic_version"} == set(fixture["tables"])
+                assert set(reflect(conn).tables) - {"alembic_version"} == set(fixture["tables"])
                 assert_fixture_data(conn, fixture, release=release, upgraded=False)
             dbmigrate.upgrade(app)
             with db.engine.connect() as conn:
