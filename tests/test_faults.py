@@ -238,7 +238,20 @@ def test_postgresql_restart_under_load_loses_no_acknowledged_write(cluster, tmp_
     assert "Traceback" not in log, log[-3000:]
     # Recovery by itself: after each outage, every kind of write succeeds again within a few
     # seconds and the failures stop.
+    # What happened, for the record (pytest -s shows it; docs/deploy.md quotes a run).
+    from collections import Counter
+
     ends = [down for down, _up in outages[1:]] + [float("inf")]
+    print("requests:", dict(Counter((e["kind"], e["status"]) for e in entries)))
+    for (down_at, up_at), next_down in zip(outages, ends, strict=True):
+        first_ok = {kind: round(min((e["t"] for e in entries if e["kind"] == kind
+                                     and e["t"] > up_at and 200 <= e["status"] < 400),
+                                    default=float("nan")) - up_at, 2)
+                    for kind in ("beat", "claim", "quiz", "checkin")}
+        last_failure = max((e["t"] - up_at for e in entries if e["status"] >= 400
+                            and down_at <= e["t"] < next_down), default=float("nan"))
+        print(f"outage {up_at - down_at:.2f} s; first success after it, s: {first_ok}; "
+              f"last failure {last_failure:+.2f} s from the database being back")
     for (down_at, up_at), next_down in zip(outages, ends, strict=True):
         during = [e for e in entries if down_at <= e["t"] <= up_at + 0.5]
         assert during, "no request was made during the outage"
