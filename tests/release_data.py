@@ -74,10 +74,13 @@ def load_fixture(conn, fixture: dict) -> None:
                     f"COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {quoted}"))
 
 
-def assert_fixture_data(conn, fixture: dict, *, release: str = "",
-                        upgraded: bool = False) -> None:
-    """Every row of the fixture is in the database with the same values; no row is extra."""
-    meta = reflect(conn)
+def assert_fixture_data(conn, fixture: dict, *, release: str = "", upgraded: bool = False,
+                        meta: sa.MetaData | None = None) -> None:
+    """Every row of the fixture is in the database with the same values; no row is extra.
+
+    ``meta``: the tables as they are (default: reflected from the database; at the heads the
+    models' metadata will do, once the schema is known to equal it)."""
+    meta = meta if meta is not None else reflect(conn)
     for name, data in fixture["tables"].items():
         table = meta.tables[name]
         key = [c.name for c in table.primary_key.columns] or data["columns"]

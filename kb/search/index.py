@@ -1197,12 +1197,15 @@ class SearchIndex:
                     raise
                 ix.close()
                 self._set_current(gen)
-                (self.root / DAMAGED).unlink(missing_ok=True)  # it named an older generation
             except BaseException:
                 # e.g. the disk filled up: the half-written generation goes, CURRENT still
                 # names the live one, which keeps answering searches
                 shutil.rmtree(path, ignore_errors=True)
                 raise
+            try:
+                (self.root / DAMAGED).unlink(missing_ok=True)  # it named an older generation
+            except OSError:
+                log.warning("cannot remove %s", self.root / DAMAGED, exc_info=True)
             with self._lock:  # let go of the old generation here, so it can be removed
                 self._close_searcher()
             self._remove_old_generations(keep=gen)
