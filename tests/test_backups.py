@@ -21,17 +21,16 @@ from kb import create_app, dbmigrate
 from kb.extensions import db
 
 from .conftest import PG_URL, login, make_config, pg_available, runner_for
-from .release_data import assert_fixture_data, load_fixture, read_fixture
+from .release_data import assert_fixture_data, load_release, read_fixture
 
 RELEASE = "0.1.0"
 
 
 def _app_with_data(tmp_path, url, name="a"):
+    """The release's database with its data, upgraded to the current schema."""
     app = create_app(make_config(tmp_path, DATABASE_URL=url, INSTANCE_DIR=str(tmp_path / name)))
     with app.app_context():
-        dbmigrate.upgrade(app)
-        with db.engine.begin() as conn:
-            load_fixture(conn, read_fixture(RELEASE))
+        load_release(app, RELEASE)
     return app
 
 
@@ -51,7 +50,7 @@ def _change_everything(app):
 
 def _assert_restored(app, fixture):
     with app.app_context(), db.engine.connect() as conn:
-        assert_fixture_data(conn, fixture)
+        assert_fixture_data(conn, fixture, release=RELEASE, upgraded=True, meta=db.metadata)
         assert conn.execute(sa.text(
             "SELECT COUNT(*) FROM progress_claim WHERE title = '备份之后的申报'")).scalar() == 0
     # The app works on the restored data, and new rows get new ids (sequences came back too).

@@ -405,29 +405,3 @@ def test_the_end_of_a_request_never_raises_on_a_dead_connection(app, monkeypatch
     monkeypatch.undo()
     with app.app_context():
         assert db.session.execute(text("SELECT 1")).scalar() == 1
-
-
-def test_passing_a_quiz_on_the_web_credits_hours_with_the_grade(app):
-    """QuizPassed is emitted before the grade is committed, so the 学时 it earns is saved in
-    the same transaction (it was emitted after the commit and never saved)."""
-    from kb.cli import run_sync
-    from kb.extensions import db
-    from kb.models import add_org_unit
-    from kb.plugins.progress.models import LedgerEntry
-    from kb.plugins.quizzes.models import Attempt
-
-    from .conftest import login, make_user
-
-    Path(app.config["QUIZZES_DIR"], "fault.yaml").write_text(QUIZ, encoding="utf-8")
-    run_sync(app)
-    with app.app_context():
-        uid = make_user("dep", "deputy", add_org_unit("township", "测验镇")).id
-        db.session.commit()
-    client = app.test_client()
-    login(client, "dep")
-    started = client.post("/quizzes/fault/start")
-    attempt = int(re.search(r"/attempt/(\d+)", started.headers["Location"]).group(1))
-    assert client.post(f"/quizzes/attempt/{attempt}/submit").status_code == 302
-    with app.app_context():
-        assert db.session.get(Attempt, attempt).passed is True
-        assert db.session.scalars(select(LedgerEntry.event_key)).all() == [f"quiz:fault:{uid}"]

@@ -1180,7 +1180,7 @@ class SearchIndex:
             count = 0
             try:
                 ix = windex.create_in(str(path), make_schema())
-                writer = ix.writer(limitmb=128)
+                writer = ix.writer(limitmb=128, _lk=False)  # _write_lock() is held
                 try:
                     for doc in docs:
                         writer.add_document(**_doc_fields(doc))
@@ -1224,11 +1224,11 @@ class SearchIndex:
         with self._write_lock():
             ix = self._open_for_writing(create=True)
             try:
-                writer = ix.writer(timeout=self.writer_timeout)
-            except windex.LockError as e:
-                ix.close()
-                raise SearchIndexBusy(self._busy_message()) from e
-            except BaseException:  # it creates files as it starts: the disk may be full
+                # Without Whoosh's own lock: _write_lock() already excludes every other writer,
+                # and a SegmentWriter that fails while starting (it creates files: a full disk)
+                # would keep Whoosh's lock until it is garbage-collected.
+                writer = ix.writer(_lk=False)
+            except BaseException:
                 self._failed_write(None, ix)
                 raise
             try:
@@ -1252,11 +1252,11 @@ class SearchIndex:
             if ix is None:
                 return
             try:
-                writer = ix.writer(timeout=self.writer_timeout)
-            except windex.LockError as e:
-                ix.close()
-                raise SearchIndexBusy(self._busy_message()) from e
-            except BaseException:  # it creates files as it starts: the disk may be full
+                # Without Whoosh's own lock: _write_lock() already excludes every other writer,
+                # and a SegmentWriter that fails while starting (it creates files: a full disk)
+                # would keep Whoosh's lock until it is garbage-collected.
+                writer = ix.writer(_lk=False)
+            except BaseException:
                 self._failed_write(None, ix)
                 raise
             try:
@@ -1314,12 +1314,6 @@ class SearchIndex:
         self._set_current(gen)
         self._remove_old_generations(keep=gen)
         return ix
-
-    def _busy_message(self) -> str:
-        return (
-            f"search index {self.root} is busy: another writer held it for more than "
-            f"{self.writer_timeout:g} s; try again later"
-        )
 
 
 class _WriteLock:
