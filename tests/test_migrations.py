@@ -27,6 +27,45 @@ def test_upgrade_heads_on_empty_database_matches_models(tmp_path, db_url):
         db.engine.dispose()
 
 
+def test_switching_plugins_on_and_off_keeps_upgrades_working(tmp_path, db_url):
+    from sqlalchemy import inspect
+
+    def step(plugins):
+        app = create_app(make_config(tmp_path, DATABASE_URL=db_url, PLUGINS=plugins))
+        app.ctx = app.app_context()
+        app.ctx.push()
+        return app
+
+    def tables():
+        return set(inspect(db.engine).get_table_names())
+
+    def done(app):
+        db.engine.dispose()
+        app.ctx.pop()
+
+    app = step(["progress"])
+    dbmigrate.upgrade(app)
+    assert "progress_lesson" in tables() and not any(t.startswith("quiz_") for t in tables())
+    done(app)
+    # Switched on later: the plugin's branch is upgraded, its tables appear.
+    app = step(["progress", "quizzes"])
+    assert dbmigrate.needs_upgrade(app)
+    dbmigrate.upgrade(app)
+    assert "quiz_attempt" in tables() and not dbmigrate.needs_upgrade(app)
+    done(app)
+    app = step(["quizzes", "attendance", "progress"])
+    dbmigrate.upgrade(app)
+    everything = dbmigrate.current(app)
+    done(app)
+    # Switched off again: their revisions stay recorded and are still found; nothing to do.
+    app = step(["progress"])
+    assert not dbmigrate.needs_upgrade(app)
+    dbmigrate.upgrade(app)
+    assert dbmigrate.current(app) == everything and dbmigrate.heads(app) < everything
+    assert "quiz_attempt" in tables()  # switching off never drops data
+    done(app)
+
+
 def test_every_table_is_core_or_prefixed_by_its_plugin():
     assert set(PLUGIN_PREFIXES) == {name for name, _ in BUILTIN_PLUGINS}
     stray = [
