@@ -50,3 +50,24 @@ QUERIES: tuple[tuple[str, str], ...] = (
     ("mixed", "GDP统计"),
     ("long", "乡镇人民代表大会主席团在本级人民代表大会闭会期间每年选择若干关系本地区群众切身利益的问题"),
 )
+
+# Ranking check on the 2,000-law corpus: for these queries a document whose "title › heading"
+# contains the text on the right must be among kb's first three hits (the law or chapter that
+# answers them; laws not in the first 2,000, such as 预算法 and 选举法, are not listed).
+EXPECTED_TOP3: dict[str, str] = {
+    "代表法": "全国人民代表大会和地方各级人民代表大会代表法",
+    "监督法": "各级人民代表大会常务委员会监督法",
+    "环境保护法": "中华人民共和国环境保护法",
+    "村民委员会组织法": "村民委员会组织法",
+    "闭会期间代表怎么开展活动": "闭会期间的活动",
+    "选民怎样监督代表": "对代表的监督",
+    "代表资格什么时候终止": "对代表的监督",
+    "怎么提出议案": "议案的提出",
+    "预算调整": "预算调整",
+    "质询案": "质询",
+    "罢免案": "罢免",
+    "选民登记": "选民登记",
+    "食品安全": "食品安全",
+    "PM2.5 大气污染防治": "大气污染防治条例",
+    "12345热线": "12345",
+}

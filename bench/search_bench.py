@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .common import log, median, ms, percentile
-from .queries import QUERIES
+from .queries import EXPECTED_TOP3, QUERIES
 
 _WORDISH = re.compile(r"[^\W_]")
 
@@ -122,6 +122,14 @@ def run(index_dir: Path, rounds: int = 3, seed: int = 2026) -> dict:
             "base_words": info[q]["base"]["words"],
             "base_top": info[q]["base"]["top"],
         })
+    by_kind = {}
+    for kind in dict.fromkeys(k for k, _ in QUERIES):
+        rows = [p for p in per_query if p["kind"] == kind]
+        by_kind[kind] = {
+            "queries": len(rows),
+            "kb_median_ms": round(median(p["kb_median_ms"] for p in rows), 2),
+            "base_median_ms": round(median(p["base_median_ms"] for p in rows), 2),
+        }
     kb_p95, base_p95 = percentile(all_kb, 95), percentile(all_base, 95)
     out = {
         "queries": len(QUERIES),
@@ -136,93 +144,97 @@ def run(index_dir: Path, rounds: int = 3, seed: int = 2026) -> dict:
         "p50_ratio": round(percentile(all_kb, 50) / percentile(all_base, 50), 2),
         "p95_ratio": round(kb_p95 / base_p95, 2),
         "kb_queries_over_1s": sum(1 for p in per_query if p["kb_median_ms"] > 1000),
+        "by_kind": by_kind,
         "per_query": per_query,
     }
+    out["top10"] = check_top10(index_dir, [q for _, q in QUERIES])
+    missed = {q: info[q]["kb"]["top"] for q, want in EXPECTED_TOP3.items()
+              if not any(want in t for t in info[q]["kb"]["top"])}
+    out["expected_top3"] = {"queries": len(EXPECTED_TOP3),
+                            "found": len(EXPECTED_TOP3) - len(missed), "missed": missed}
     log(f"search: kb p50 {out['kb_p50_ms']} ms p95 {out['kb_p95_ms']} ms; baseline p50 "
-        f"{out['base_p50_ms']} ms p95 {out['base_p95_ms']} ms; p95 ratio {out['p95_ratio']}")
+        f"{out['base_p50_ms']} ms p95 {out['base_p95_ms']} ms; p95 ratio {out['p95_ratio']}; "
+        f"top 10 as an exhaustive search for {out['top10']['same']} of {out['top10']['queries']}")
     return out
 
 
-def _strip_prefix(node):
-    """The query without its Prefix forms (for the diagnosis only)."""
-    from whoosh import query as Q
+def check_top10(index_dir: Path, queries: list[str]) -> dict:
+    """Whether ``SearchIndex.search`` (page 1, 10 per page) returns the same 10 documents in
+    the same order, and the same total, as an exhaustive Whoosh search of kb's own query
+    (``searcher.search(build_query(...), limit=None)``: every match scored, no pruning).
+    Not timed."""
+    from kb.search import SearchIndex
+    from kb.search.index import build_query, parse_query
 
-    if isinstance(node, Q.Prefix):
-        return Q.NullQuery
-    if hasattr(node, "subqueries"):
-        node.subqueries = [_strip_prefix(x) for x in node.subqueries]
-    if hasattr(node, "child"):
-        node.child = _strip_prefix(node.child)
-    return node
+    kb_index = SearchIndex(index_dir)
+    differ = {}
+    for q in queries:
+        _clear_cache(kb_index)
+        res = kb_index.search(q)
+        with kb_index._lock:
+            searcher = kb_index._get_searcher()
+            wq = build_query(parse_query(q))
+            full = searcher.search(wq, limit=None) if wq is not None else []
+            expected = [hit.get("url", "") for hit in full[:10]]
+            total = len(full)
+        got = [h.url for h in res.hits]
+        if got != expected or res.total != total:
+            differ[q] = {"kb": got, "exhaustive": expected, "kb_total": res.total,
+                         "exhaustive_total": total}
+    kb_index.close()
+    return {"queries": len(queries), "same": len(queries) - len(differ), "differ": differ}
 
 
-def diagnose(index_dir: Path, slow: list[str], check_top: list[str] | None = None) -> dict:
-    """Where the slow queries spend their time, measured on kb's own Whoosh query.
-
-    For each slow query: its units, the number of index terms each one-character unit's
-    ``Prefix`` expands to, the documents matched, and the time of the Whoosh search as kb runs
-    it (``limit=10``, ``optimize=False``; the collector still calls ``matcher.replace()`` every
-    10 hits) against the same query with a collector that never replaces (``replace=0``), and
-    that plus the ``Prefix`` forms removed. For ``check_top``: whether kb's top 10 equals the
-    top 10 of an exhaustive search of the same query (``limit=None``).
-    Fails soft: kb internals may change.
-    """
+def diagnose(index_dir: Path, slow: list[str]) -> dict:
+    """Where the slow queries spend their time: for each, its units and phrases, the
+    documents it matches, how many distinct terms and postings it reads, and the time of
+    ``SearchIndex.search`` against an exhaustive Whoosh search of the same query (the ranking
+    kb computes term-at-a-time). Not part of the timed figures; fails soft."""
     try:
-        from whoosh import collectors
-
-        from kb.search import SearchIndex, analysis
-        from kb.search.index import FIELD_BOOSTS, build_query, parse_query
+        from kb.search import SearchIndex, analysis, evaluate
+        from kb.search.index import build_query, parse_query
     except ImportError as exc:  # pragma: no cover
         return {"error": repr(exc)}
     analysis.warm_up()
     kb_index = SearchIndex(index_dir)
     kb_index.search("人民代表大会")
-    out: dict = {"slow": {}, "top10_check": {}}
-    with kb_index._lock:
-        s = kb_index._get_searcher()
-        reader = s.reader()
+    out: dict = {}
+    read: list = []
+    original = evaluate.TermPostings.__init__
 
-        def timed(q, collector=None, limit=10):
-            t = time.perf_counter()
-            if collector is None:
-                res = s.search(q, limit=limit, optimize=False, terms=False)
-            else:
-                s.search_with_collector(q, collector)
-                res = collector.results()
-            n = len(res)
-            return time.perf_counter() - t, n, [h.docnum for h in res[:10]]
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        read.append(self)
 
+    evaluate.TermPostings.__init__ = counting
+    try:
         for q in slow:
-            pq = parse_query(q)
-            single = [u for u, han in pq.units if han and len(u) == 1]
-            expansions = {
-                u: sum(sum(1 for _ in reader.expand_prefix(f"{name}_g", u)) for name, _ in FIELD_BOOSTS)
-                for u in single
-            }
-            t_all, n_all, top_all = timed(build_query(pq), limit=None)
-            t_norep, n_norep, top_norep = timed(
-                build_query(pq), collectors.TopCollector(limit=10, usequality=False, replace=0))
-            t_nopre, n_nopre, _ = timed(
-                _strip_prefix(build_query(pq)),
-                collectors.TopCollector(limit=10, usequality=False, replace=0))
-            out["slow"][q] = {
+            read.clear()
+            _clear_cache(kb_index)
+            t = time.perf_counter()
+            res = kb_index.search(q)
+            kb_s = time.perf_counter() - t
+            terms = list(read)
+            with kb_index._lock:
+                searcher = kb_index._get_searcher()
+                pq = parse_query(q)
+                t = time.perf_counter()
+                full = searcher.search(build_query(pq), limit=None)
+                whoosh_s = time.perf_counter() - t
+            out[q] = {
                 "units": [u for u, _ in pq.units],
-                "single_char_units_prefix_terms": expansions,
-                "documents": s.doc_count(),
-                "matched": n_all,
-                "exhaustive_ms": ms(t_all),
-                "collector_replace0_ms": ms(t_norep),
-                "replace0_top10_equals_exhaustive": top_norep == top_all,
-                "replace0_without_prefix_ms": ms(t_nopre),
-                "matched_without_prefix": n_nopre,
+                "phrases": pq.phrases,
+                "documents": searcher.doc_count(),
+                "matched": res.total,
+                "terms_read": len(terms),
+                "postings_loaded": sum(len(tp.ids) for tp in terms if tp.ids is not None),
+                "kb_search_ms": ms(kb_s),
+                "whoosh_exhaustive_ms": ms(whoosh_s),
+                "whoosh_matched": len(full),
             }
-        for q in check_top or []:
-            pq = parse_query(q)
-            t10, n10, top10 = timed(build_query(pq))
-            t_all, n_all, top_all = timed(build_query(pq), limit=None)
-            out["top10_check"][q] = {"same_top10": top10 == top_all, "kb_total": n10,
-                                     "matched": n_all}
-    kb_index.close()
+    finally:
+        evaluate.TermPostings.__init__ = original
+        kb_index.close()
     return out
 
 

@@ -27,7 +27,10 @@ def _gen(app) -> Path:
 
 
 def _segment(app) -> Path:
-    return next(_gen(app).glob("*.seg"))
+    """The largest file of a segment (segments are written as separate files, not .seg)."""
+    files = [p for p in _gen(app).iterdir()
+             if p.is_file() and p.suffix != ".toc" and not p.name.endswith("WRITELOCK")]
+    return max(files, key=lambda p: p.stat().st_size)
 
 
 def _truncate_segment(app):
@@ -100,7 +103,7 @@ def test_an_error_while_reading_marks_the_index_damaged_for_every_process(synced
         raise struct.error("unpack requires a buffer of 4 bytes")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Searcher, "search_with_collector", garbage)
+        patch.setattr(Searcher, "postings", garbage)  # what kb.search.evaluate reads
         page = client.get("/search?q=闭会期间")
     assert page.status_code == 503 and "搜索索引正在重建" in page.get_data(as_text=True)
     other_worker = SearchIndex(synced_app.config["INDEX_DIR"])

@@ -23,12 +23,18 @@ particles (什么, 怎么, 吗, 的 …) are dropped. Each unit matches as
 in title (×4), heading (×2.5) and body (×1), scored by BM25F. Ranking is in tiers: a document
 gets ``UNIT_BONUS`` for each unit (of two or more characters) it matches and for each run of
 query words it contains verbatim, so documents matching *more* of the query come first and BM25
-orders documents within a tier; consecutive units close together in the body add a little.
+orders documents within a tier; consecutive units close together in the body add a little
+(``AndMaybe``: proximity reorders the matches, it never adds one).
+
+The query is a Whoosh query, but it is not run through Whoosh's collectors: ``evaluate.py``
+computes the same ranking term-at-a-time (every matching document scored, the same top hits and
+total as an exhaustive Whoosh search of the query), several times faster.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import html
 import logging
 import math
@@ -46,7 +52,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from whoosh import collectors
 from whoosh import index as windex
 from whoosh import query as Q
 from whoosh.fields import ID, KEYWORD, STORED, TEXT, Schema
@@ -56,7 +61,7 @@ from whoosh.query.wrappers import WrappingQuery
 from whoosh.util import make_binary_tree
 from whoosh.util.filelock import FileLock
 
-from . import analysis
+from . import analysis, evaluate
 from .analysis import GramAnalyzer, WordAnalyzer
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,10 @@ MAX_RUN_PHRASE = 60  # longest consecutive-units phrase tried as a bonus
 MAX_PER_PAGE = 100
 SNIPPET_CHARS = 160
 CACHE_SIZE = 256  # recent results per process, dropped whenever the index changes
+# Segments are written as separate files, not one compound file: Whoosh reads a compound
+# segment by copying its sub-files into memory (~185 MB more per worker at 2,000 laws, and
+# ~0.2 s more to open), separate files are read through the OS file cache.
+WRITE_COMPOUND = False
 
 FIELD_BOOSTS = (("title", 4.0), ("heading", 2.5), ("body", 1.0))
 UNIT_BONUS = 1000.0  # per matched unit (≥ 2 chars): larger than any BM25 sum of a unit
@@ -126,6 +135,8 @@ READ_ERRORS = (zlib.error, struct.error, EOFError, pickle.UnpicklingError, Unico
 
 
 def _is_read_error(exc: BaseException) -> bool:
+    if type(exc) is Exception and str(exc).startswith("Block tag error"):
+        return True  # whoosh.codec.whoosh3 on a postings block that is not one (cut or overwritten)
     return isinstance(exc, READ_ERRORS) or (isinstance(exc, OSError) and exc.errno == errno.EIO)
 
 
@@ -320,6 +331,18 @@ class Bonus(WrappingQuery):
             return m
         return _BonusMatcher(m, self.bonus)
 
+    # term-at-a-time evaluation (kb/search/evaluate.py)
+    def kb_scores(self, seg, only=None):
+        scores = seg.scores(self.child, only)
+        if self.bonus:
+            bonus = self.bonus
+            for d in scores:
+                scores[d] += bonus
+        return scores
+
+    def kb_bound(self, seg):
+        return seg.bound(self.child) + self.bonus
+
 
 class GramPhrase(Q.Query):
     """Exact phrase in a grams field, given as (gram, relative position) pairs.
@@ -330,10 +353,15 @@ class GramPhrase(Q.Query):
     (the sum of the terms' scores), matches the same documents, several times faster.
     """
 
-    def __init__(self, fieldname, pairs, boost=1.0):
+    def __init__(self, fieldname, pairs, boost=1.0, implied_by=None):
         self.fieldname = fieldname
         self.pairs = [(str(w), int(o)) for w, o in pairs]
         self.boost = boost
+        # (words field, word): a document with this word in that field has the phrase for sure
+        # (a words token is a substring of a Han run of the same text, and the grams of a run
+        # are consecutive), so the term-at-a-time evaluation skips its positions check. It
+        # never changes which documents match.
+        self.implied_by = tuple(implied_by) if implied_by else None
 
     def __eq__(self, other):
         return (
@@ -341,10 +369,11 @@ class GramPhrase(Q.Query):
             and self.fieldname == other.fieldname
             and self.pairs == other.pairs
             and self.boost == other.boost
+            and self.implied_by == other.implied_by
         )
 
     def __hash__(self):
-        return hash((self.fieldname, tuple(self.pairs), self.boost))
+        return hash((self.fieldname, tuple(self.pairs), self.boost, self.implied_by))
 
     def __repr__(self):
         return f"GramPhrase({self.fieldname!r}, {self.pairs!r}, boost={self.boost:g})"
@@ -394,6 +423,13 @@ class GramPhrase(Q.Query):
         if self.boost != 1.0:
             m = WrappingMatcher(m, boost=self.boost)
         return m
+
+    # term-at-a-time evaluation (kb/search/evaluate.py): the same documents and scores
+    def kb_scores(self, seg, only=None):
+        return seg.phrase_scores(self.fieldname, self.pairs, self.boost, only, self.implied_by)
+
+    def kb_bound(self, seg):
+        return seg.phrase_bound(self.fieldname, self.pairs, self.boost)
 
 
 class _PhraseMatcher(SpanWrappingMatcher):
@@ -476,6 +512,25 @@ class GramNear(Q.Query):
             m = WrappingMatcher(m, boost=self.boost)
         return m
 
+    # term-at-a-time evaluation (kb/search/evaluate.py): the same documents and scores
+    def _terms(self, seg):
+        if self.fieldname not in seg.searcher.schema:
+            return None
+        field = seg.searcher.schema[self.fieldname]
+        wa = self._rarest(seg.reader, field, self.a)
+        wb = self._rarest(seg.reader, field, self.b)
+        return None if wa is None or wb is None or wa == wb else (wa, wb)
+
+    def kb_scores(self, seg, only=None):
+        terms = self._terms(seg)
+        if terms is None:
+            return {}
+        return seg.near_scores(self.fieldname, *terms, self.slop, self.boost, only)
+
+    def kb_bound(self, seg):
+        terms = self._terms(seg)
+        return 0.0 if terms is None else seg.near_bound(self.fieldname, *terms, self.boost)
+
 
 class _NearMatcher(SpanWrappingMatcher):
     def __init__(self, ma, mb, slop):
@@ -503,13 +558,16 @@ class _NearMatcher(SpanWrappingMatcher):
         return []
 
 
-def _grams_query(fieldname: str, text: str, boost: float):
+def _grams_query(fieldname: str, text: str, boost: float, words_field: str | None = None):
+    """``text`` as a substring of a grams field. ``words_field``: the words field of the same
+    text, where ``text`` as a word implies the substring (see ``GramPhrase.implied_by``)."""
     pairs = analysis.gram_cover(text)
     if not pairs:
         return None
     if len(pairs) == 1:
         return Q.Term(fieldname, pairs[0][0], boost=boost)
-    return GramPhrase(fieldname, pairs, boost=boost)
+    implied = (words_field, text) if words_field and analysis._IS_HAN.search(text) else None
+    return GramPhrase(fieldname, pairs, boost=boost, implied_by=implied)
 
 
 def _alt_query(name: str, alt: str, boost: float):
@@ -517,7 +575,7 @@ def _alt_query(name: str, alt: str, boost: float):
     the phrase of its bigrams (phrases of very common text such as 人民代表大会 are slow)."""
     if analysis.is_word(alt):
         return Q.Term(f"{name}_w", alt, boost=boost)
-    return _grams_query(f"{name}_g", alt, boost)
+    return _grams_query(f"{name}_g", alt, boost, f"{name}_w")
 
 
 def _part_query(part: str):
@@ -601,7 +659,7 @@ def build_query(pq: ParsedQuery):
                 continue
             forms.append(Q.Term(f"{name}_w", unit, boost=boost))
             if is_han:
-                forms.append(_grams_query(f"{name}_g", unit, boost))
+                forms.append(_grams_query(f"{name}_g", unit, boost, f"{name}_w"))
                 for alt in SYNONYMS.get(unit, ()):
                     forms.append(_alt_query(name, alt, boost))
         parts = pq.parts.get(unit)
@@ -609,10 +667,6 @@ def build_query(pq: ParsedQuery):
             forms.append(Q.And([_part_query(p) for p in parts]))
         bonus = UNIT_BONUS if (len(unit) > 1 or not is_han) else 0.0
         clauses.append(Bonus(Q.Or([f for f in forms if f is not None]), bonus))
-    # proximity: consecutive query units close together in the body (either order)
-    near = [u for u, is_han in pq.units if is_han and len(u) > 1]
-    for a, b in list(zip(near, near[1:], strict=False))[:MAX_NEAR_PAIRS]:
-        clauses.append(GramNear("body_g", a, b, slop=NEAR_SLOP, boost=NEAR_BOOST))
     # several query words verbatim (the whole run, or the words between stop words): a tier
     # above documents that only contain the words apart
     for phrase in pq.phrases:
@@ -623,22 +677,52 @@ def build_query(pq: ParsedQuery):
         clauses.append(Bonus(Q.Or([f for f in forms if f is not None]), UNIT_BONUS))
     if not clauses:
         return None
-    return clauses[0] if len(clauses) == 1 else Q.Or(clauses)
+    required = clauses[0] if len(clauses) == 1 else Q.Or(clauses)
+    # proximity: consecutive query units close together in the body (either order). It only
+    # reorders the documents matched above (AndMaybe), so it is computed only for the documents
+    # it can lift into the page (kb/search/evaluate.py).
+    units = [u for u, is_han in pq.units if is_han and len(u) > 1]
+    near = [
+        GramNear("body_g", a, b, slop=NEAR_SLOP, boost=NEAR_BOOST)
+        for a, b in list(zip(units, units[1:], strict=False))[:MAX_NEAR_PAIRS]
+    ]
+    if not near:
+        return required
+    return Q.AndMaybe(required, near[0] if len(near) == 1 else Q.Or(near))
 
 
 # ----------------------------------------------------------------------------- snippets
 
 
-def _term_pattern(terms: list[str]) -> re.Pattern | None:
+def _unfolded(ch: str) -> str:
+    """A regex for ``ch`` or any character that ``analysis.fold`` turns into it (Ａ for A)."""
+    if "\x21" <= ch <= "\x7e":
+        return f"[{re.escape(ch)}{chr(ord(ch) + 0xFEE0)}]"
+    return "[ \u3000]" if ch == " " else re.escape(ch)
+
+
+# Latin letters and digits, ASCII or full-width (as analysis.fold sees them)
+_ALNUM = "0-9A-Za-z\u00c0-\u024f\uff10-\uff19\uff21-\uff3a\uff41-\uff5a"
+
+
+@functools.lru_cache(maxsize=256)
+def _term_pattern(terms: tuple[str, ...]) -> re.Pattern | None:
+    """One regex for the highlight terms, matching the text as written: what the terms
+    match in ``analysis.fold(text)``, at the same offsets (folding is one character for one),
+    without folding long texts. Built once per query: a search makes ten snippets with the
+    same terms."""
     alts = []
-    for t in sorted({t for t in terms if t}, key=len, reverse=True):
-        esc = re.escape(t)
+    for t in sorted({analysis.fold(t) for t in terms if t}, key=len, reverse=True):
         if re.match(r"[^\W_]", t) and not analysis._IS_HAN.search(t):
             # Latin/digit word: whole words only (not "act" inside "action"); a joined word
             # also matches its written form with separators (wifi → Wi-Fi)
             if len(t) <= 24:
-                esc = "[-./_]?".join(re.escape(c) for c in t)
-            esc = rf"(?<![0-9A-Za-z\u00c0-\u024f]){esc}(?![0-9A-Za-z\u00c0-\u024f])"
+                esc = "[-./_－．／＿]?".join(_unfolded(c) for c in t)
+            else:
+                esc = "".join(_unfolded(c) for c in t)
+            esc = rf"(?<![{_ALNUM}]){esc}(?![{_ALNUM}])"
+        else:
+            esc = "".join(_unfolded(c) for c in t)
         alts.append(esc)
     if not alts:
         return None
@@ -653,26 +737,34 @@ def make_snippet(body: str, terms: list[str], width: int = SNIPPET_CHARS) -> str
     text = _WS.sub(" ", body or "").strip()
     if not text:
         return ""
-    pat = _term_pattern([analysis.fold(t) for t in terms])
-    folded = analysis.fold(text)
-    spans = [(m.start(), m.end()) for m in pat.finditer(folded)] if pat else []
+    pat = _term_pattern(tuple(terms))
+    spans = [(m.start(), m.end()) for m in pat.finditer(text)] if pat else []
     spans = spans[:400]
     start = 0
     if spans and len(text) > width:
         rank = {t.lower(): i for i, t in enumerate(terms)}
+        found = [analysis.fold(text[s:e]).lower() for s, e in spans]
+        # The window of span i: spans i, i+1, … ending within width - 20 of its start. Spans
+        # are in text order and do not overlap, so the window's end only moves right: keep
+        # a count of the texts found inside it.
         best, best_key = 0, None
+        inside: dict[str, int] = {}
+        j = 0
         for i, (s, _) in enumerate(spans):
-            seen = set()
-            count = 0
-            for s2, e2 in spans[i:]:
-                if e2 > s + width - 20:
-                    break
-                seen.add(folded[s2:e2].lower())
-                count += 1
+            j = max(j, i)
+            while j < len(spans) and spans[j][1] <= s + width - 20:
+                inside[found[j]] = inside.get(found[j], 0) + 1
+                j += 1
+            if j == i:  # a hit longer than the window: nothing to rank it by
+                continue
             # more distinct terms first, then better (earlier-listed) terms, then more hits
-            key = (len(seen), -min(rank.get(t, 99) for t in seen), count, -s)
-            if best_key is None or key > best_key:
-                best, best_key = s, key
+            if best_key is None or len(inside) >= best_key[0]:
+                key = (len(inside), -min(rank.get(t, 99) for t in inside), j - i, -s)
+                if best_key is None or key > best_key:
+                    best, best_key = s, key
+            inside[found[i]] -= 1
+            if not inside[found[i]]:
+                del inside[found[i]]
         # start a little before the first hit, at a sentence start if one is near
         start = max(0, best - 20)
         for j in range(best - 1, max(-1, best - 40), -1):
@@ -732,6 +824,7 @@ class SearchIndex:
         self._problem: str | None = None  # why the index cannot be used, when it cannot
         self._problem_gen: str | None = None
         self._damaged_path = str(self.root / DAMAGED)
+        self._lengths = evaluate.FieldLengths()  # per-segment field lengths for scoring
 
     # -- generations -------------------------------------------------------------------------
 
@@ -903,7 +996,11 @@ class SearchIndex:
             except Exception:
                 current = False
             if current:
-                self._broken(f"{gen}: a file of the open index was changed or removed")
+                # Changed in place while no commit happened: damage. Tell every process, and
+                # do not reopen it (a truncated postings file still opens, then fails to read).
+                what = "a file of the open index was changed or removed"
+                self._mark_damaged(gen, what)
+                self._broken(f"{gen}: {what}")
                 return None
             self._close_searcher()  # a commit replaced segments: open the new state below
         if gen != self._gen or self._searcher is None:
@@ -1013,17 +1110,15 @@ class SearchIndex:
                 return empty
             filt = self._filter(course, tag, kind, audience)
             try:
-                # No pruning: the score tiers (UNIT_BONUS) are added outside the child matchers, so
-                # Whoosh's block-quality skipping and matcher replacement would drop documents
-                # that belong in the top hits. Exhaustive scoring is the correct ranking.
-                collector = collectors.TopCollector(limit=page * per_page, usequality=False,
-                                                    replace=0)
-                if filt is not None:
-                    collector = collectors.FilterCollector(collector, allow=filt)
-                searcher.search_with_collector(wq, collector)
-                results = collector.results()
-                total = len(results)
-                rows = [(hit.score, hit.fields()) for hit in results[(page - 1) * per_page :]]
+                # The ranking of an exhaustive Whoosh search of wq (no pruning: the score tiers,
+                # UNIT_BONUS, are added outside the child matchers, so Whoosh's block-quality
+                # skipping would drop documents that belong in the top hits), computed
+                # term-at-a-time (evaluate.py), which is several times faster.
+                allow = None if filt is None else set(searcher.docs_for_query(filt))
+                top, total = evaluate.top_docs(searcher, wq, page * per_page, allow=allow,
+                                               lengths=self._lengths)
+                rows = [(score, searcher.stored_fields(docnum))
+                        for score, docnum in top[(page - 1) * per_page :]]
                 suggestions = [] if total else self._suggest(searcher, pq)
             except Exception as exc:
                 log.exception("search failed for %r", pq.text)
@@ -1180,7 +1275,7 @@ class SearchIndex:
             count = 0
             try:
                 ix = windex.create_in(str(path), make_schema())
-                writer = ix.writer(limitmb=128, _lk=False)  # _write_lock() is held
+                writer = ix.writer(limitmb=128, _lk=False, compound=WRITE_COMPOUND)  # _write_lock() is held
                 try:
                     for doc in docs:
                         writer.add_document(**_doc_fields(doc))
@@ -1227,7 +1322,7 @@ class SearchIndex:
                 # Without Whoosh's own lock: _write_lock() already excludes every other writer,
                 # and a SegmentWriter that fails while starting (it creates files: a full disk)
                 # would keep Whoosh's lock until it is garbage-collected.
-                writer = ix.writer(_lk=False)
+                writer = ix.writer(_lk=False, compound=WRITE_COMPOUND)
             except BaseException:
                 self._failed_write(None, ix)
                 raise
@@ -1255,7 +1350,7 @@ class SearchIndex:
                 # Without Whoosh's own lock: _write_lock() already excludes every other writer,
                 # and a SegmentWriter that fails while starting (it creates files: a full disk)
                 # would keep Whoosh's lock until it is garbage-collected.
-                writer = ix.writer(_lk=False)
+                writer = ix.writer(_lk=False, compound=WRITE_COMPOUND)
             except BaseException:
                 self._failed_write(None, ix)
                 raise
