@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .common import (
     REPO,
+    children_cpu_seconds,
     config_env,
     free_port,
     gunicorn_cmd,
@@ -344,8 +345,10 @@ def measure_heartbeats(config, args, work: Path) -> dict:
     env = config_env(config)
     env["KB_PLUGINS"] = "progress"
     env.pop("KB_BENCH_PLUGINS", None)
+    # The server's output goes to a file: a pipe nobody reads would block the workers once full.
+    server_log = (work / "gunicorn.log").open("wb")
     proc = subprocess.Popen(gunicorn_cmd("kb.wsgi:app", port, workers=args.workers), env=env,
-                            cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=str(REPO), stdout=server_log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -375,17 +378,23 @@ def measure_heartbeats(config, args, work: Path) -> dict:
         sessions.write_text("\n".join(lines) + "\n")
         script = work / "beat.lua"
         script.write_text(WRK_LUA)
+        cpu0 = children_cpu_seconds(proc.pid)
         out = subprocess.run(["wrk", "-t2", "-c32", f"-d{args.heartbeat_seconds}s", "-s", str(script),
                               base, "--", str(sessions)], capture_output=True, text=True, timeout=300)
+        cpu = children_cpu_seconds(proc.pid) - cpu0
         text_out = out.stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text_out).group(1))
+        total = int(re.search(r"(\d+) requests in", text_out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text_out)
         lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", text_out)
+        # CPU of the gunicorn workers per request: less sensitive to the machine's load than req/s.
         return {"requests_per_s": rps, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+                "worker_cpu_ms_per_request": round(cpu * 1000 / total, 2) if total else None,
                 "latency_avg": lat.group(1) if lat else None, "workers": args.workers,
                 "wrk": f"-t2 -c32 -d{args.heartbeat_seconds}s, 200 sessions"}
     finally:
         stop_process(proc)
+        server_log.close()
 
 
 def keep_schema(name: str) -> str:

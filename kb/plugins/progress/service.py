@@ -7,8 +7,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import and_, case, func, literal, or_, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from kb import db, emit
 from kb.events import AttendanceMarked, LessonCompleted, QuizPassed
@@ -37,7 +50,6 @@ class BeatResult:
     max_scroll: float
     completed: bool
     just_completed: bool
-    credited: int
 
 
 def _clean_scroll(value) -> float:
@@ -51,8 +63,67 @@ def _clean_scroll(value) -> float:
 
 
 def get_row(user_id: int, lesson_id: int) -> LessonProgress | None:
+    """The row as the database has it now (heartbeats write it without the ORM)."""
     return db.session.scalar(select(LessonProgress).where(
-        LessonProgress.user_id == user_id, LessonProgress.lesson_id == lesson_id))
+        LessonProgress.user_id == user_id, LessonProgress.lesson_id == lesson_id)
+        .execution_options(populate_existing=True))
+
+
+_BEAT_SQL = """
+INSERT INTO progress_lesson (user_id, lesson_id, course_slug, lesson_slug, seconds, max_scroll,
+                             last_scroll, started_at, last_beat_at, updated_at)
+VALUES (:user_id, :lesson_id, :course_slug, :lesson_slug, 0, :scroll, :at, :now, :now, :now)
+ON CONFLICT (user_id, lesson_id) DO UPDATE SET
+    seconds = {least}(progress_lesson.seconds + {gain}, :cap_lesson),
+    max_scroll = {greatest}(progress_lesson.max_scroll, excluded.max_scroll),
+    last_scroll = excluded.last_scroll,
+    last_beat_at = excluded.last_beat_at,
+    updated_at = excluded.updated_at
+WHERE progress_lesson.last_beat_at < excluded.last_beat_at
+RETURNING id, seconds, max_scroll, completed_at
+"""
+# The whole seconds since the row's previous heartbeat (positive: see the WHERE), at most
+# :cap_beat, as Python's int() of the elapsed time.
+_GAIN = {
+    "postgresql": "CAST(floor(least(EXTRACT(EPOCH FROM excluded.last_beat_at - "
+                  "progress_lesson.last_beat_at), :cap_beat)) AS INTEGER)",
+    # julianday() keeps milliseconds; rounded to whole milliseconds first (it is a float).
+    "sqlite": "min(CAST(round((julianday(excluded.last_beat_at) - "
+              "julianday(progress_lesson.last_beat_at)) * 86400000) AS INTEGER) / 1000, :cap_beat)",
+}
+_BEAT_STATEMENTS: dict[str, object] = {}
+
+
+def _beat_statement(dialect: str):
+    """The heartbeat as one statement: insert the row (the first heartbeat starts the clock) or
+    credit the time since the previous heartbeat, capped, and return the row.
+
+    ``INSERT … ON CONFLICT (user_id, lesson_id) DO UPDATE … WHERE last_beat_at < :now
+    RETURNING``, the same on SQLite (≥ 3.35) and PostgreSQL but for the date arithmetic. The
+    database applies heartbeats on one row one after the other (the conflicting row is locked,
+    and the update reads its latest version), so each credits only the time since the one
+    before it: parallel requests add no time. A heartbeat whose time is not after the row's
+    returns nothing and changes nothing (a clock going backwards, or a later heartbeat that got
+    there first).
+
+    Written as text, built once per dialect: SQLAlchemy does not cache the compiled form of its
+    dialect ``insert()`` constructs (``inherit_cache = False``), and compiling this one took
+    longer than running it.
+    """
+    stmt = _BEAT_STATEMENTS.get(dialect)
+    if stmt is None:
+        postgresql = dialect == "postgresql"
+        sql = _BEAT_SQL.format(least="least" if postgresql else "min",
+                               greatest="greatest" if postgresql else "max",
+                               gain=_GAIN["postgresql" if postgresql else "sqlite"])
+        stmt = _BEAT_STATEMENTS[dialect] = text(sql).bindparams(
+            bindparam("user_id", type_=Integer()), bindparam("lesson_id", type_=Integer()),
+            bindparam("course_slug", type_=String()), bindparam("lesson_slug", type_=String()),
+            bindparam("scroll", type_=Float()), bindparam("at", type_=Float()),
+            bindparam("now", type_=DateTime()), bindparam("cap_beat", type_=Integer()),
+            bindparam("cap_lesson", type_=Integer()),
+        ).columns(id=Integer(), seconds=Integer(), max_scroll=Float(), completed_at=DateTime())
+    return stmt
 
 
 def heartbeat(user, lesson, scroll, now: datetime | None = None, position=None) -> BeatResult:
@@ -60,66 +131,58 @@ def heartbeat(user, lesson, scroll, now: datetime | None = None, position=None) 
 
     The server decides what counts: the time since this person's previous accepted heartbeat on
     this lesson, at most ``PROGRESS_BEAT_CAP`` seconds, and at most the lesson cap in total.
-    The first heartbeat only starts the clock. A heartbeat racing another one for the same row
-    loses (its UPDATE matches nothing) and credits nothing, so parallel requests add no time.
+    The first heartbeat only starts the clock. One statement (:func:`_beat_statement`); the
+    completion rule is checked on the row it returns, and only a heartbeat that completes the
+    lesson does more (:func:`_complete`: the ledger entry, the course total).
     """
     now = now or utcnow()
     scroll = _clean_scroll(scroll)  # how far the reader got
     at = scroll if position is None else _clean_scroll(position)  # where they are now (resume)
-    row = get_row(user.id, lesson.id)
-    credited = 0
-    if row is None:
-        db.session.execute(_insert(LessonProgress).values(
-            user_id=user.id, lesson_id=lesson.id, course_slug=lesson.course_slug,
-            lesson_slug=lesson.slug, seconds=0, max_scroll=scroll, last_scroll=at,
-            started_at=now, last_beat_at=now, updated_at=now).on_conflict_do_nothing())
-        row = get_row(user.id, lesson.id)
-    else:
-        elapsed = (now - row.last_beat_at).total_seconds()
-        cap_beat = int(current_app.config.get("PROGRESS_BEAT_CAP", rules.BEAT_CAP_SECONDS))
-        gain = int(min(max(elapsed, 0), cap_beat))
-        cap_lesson = rules.lesson_cap_seconds(lesson.minutes)
-        new_seconds = min(cap_lesson, row.seconds + gain)
-        if now > row.last_beat_at:
-            result = db.session.execute(
-                update(LessonProgress)
-                .where(LessonProgress.id == row.id, LessonProgress.last_beat_at == row.last_beat_at)
-                .values(seconds=new_seconds, last_beat_at=now, updated_at=now, last_scroll=at,
-                        max_scroll=max(row.max_scroll, scroll))
-                .execution_options(synchronize_session=False))
-            if result.rowcount == 1:
-                credited = new_seconds - row.seconds
-                # We know the row's new state: no need to read it back.
-                for name, value in (("seconds", new_seconds), ("last_beat_at", now),
-                                    ("updated_at", now), ("last_scroll", at),
-                                    ("max_scroll", max(row.max_scroll, scroll))):
-                    set_committed_value(row, name, value)
-            else:
-                db.session.refresh(row)
+    session = db.session
+    cap_beat = int(current_app.config.get("PROGRESS_BEAT_CAP", rules.BEAT_CAP_SECONDS))
+    row = session.execute(_beat_statement(session.get_bind().dialect.name), {
+        "user_id": user.id, "lesson_id": lesson.id, "course_slug": lesson.course_slug,
+        "lesson_slug": lesson.slug, "scroll": scroll, "at": at, "now": now, "cap_beat": cap_beat,
+        "cap_lesson": rules.lesson_cap_seconds(lesson.minutes)}).first()
+    if row is None:  # nothing changed: read the row as it is
+        t = LessonProgress.__table__
+        row = session.execute(select(t.c.id, t.c.seconds, t.c.max_scroll, t.c.completed_at).where(
+            t.c.user_id == user.id, t.c.lesson_id == lesson.id)).one()
+    row_id, seconds, max_scroll, completed_at = row
     just = False
-    if row.completed_at is None and row.max_scroll >= rules.completion().get("scroll", 0.9) \
-            and row.seconds >= rules.min_seconds(lesson.minutes):
-        just = complete(user, lesson, row, now)
-    return BeatResult(seconds=row.seconds, max_scroll=row.max_scroll,
-                      completed=row.completed_at is not None, just_completed=just,
-                      credited=credited)
+    if completed_at is None and max_scroll >= rules.completion().get("scroll", 0.9) \
+            and seconds >= rules.min_seconds(lesson.minutes):
+        just = _complete(user.id, lesson, row_id, now)
+        completed_at = now if just else _completed_at(row_id)
+    return BeatResult(seconds=seconds, max_scroll=max_scroll, completed=completed_at is not None,
+                      just_completed=just)
+
+
+def _completed_at(row_id: int) -> datetime | None:
+    return db.session.scalar(select(LessonProgress.completed_at).where(LessonProgress.id == row_id))
+
+
+def _complete(user_id: int, lesson, row_id: int, now: datetime | None = None) -> bool:
+    """Set the row's completed_at once and emit ``LessonCompleted``; True if this call did it."""
+    now = now or utcnow()
+    t = LessonProgress.__table__
+    seconds = db.session.execute(
+        update(t).where(t.c.id == row_id, t.c.completed_at.is_(None)).values(completed_at=now)
+        .returning(t.c.seconds)).scalar()
+    if seconds is None:  # completed already (another request did it)
+        return False
+    bump_course_done(user_id, lesson.course_slug)
+    emit(LessonCompleted(user_id=user_id, key=f"lesson:{user_id}:{lesson.id}",
+                         occurred_at=now, lesson_id=lesson.id, course_slug=lesson.course_slug,
+                         lesson_slug=lesson.slug, minutes=lesson.minutes, seconds=seconds))
+    return True
 
 
 def complete(user, lesson, row: LessonProgress, now: datetime | None = None) -> bool:
     """Mark the row completed once and emit ``LessonCompleted``; True if this call did it."""
-    now = now or utcnow()
-    result = db.session.execute(
-        update(LessonProgress)
-        .where(LessonProgress.id == row.id, LessonProgress.completed_at.is_(None))
-        .values(completed_at=now).execution_options(synchronize_session=False))
+    just = _complete(user.id, lesson, row.id, now)
     db.session.refresh(row)
-    if result.rowcount != 1:
-        return False
-    bump_course_done(user.id, lesson.course_slug)
-    emit(LessonCompleted(user_id=user.id, key=f"lesson:{user.id}:{lesson.id}",
-                         occurred_at=now, lesson_id=lesson.id, course_slug=lesson.course_slug,
-                         lesson_slug=lesson.slug, minutes=lesson.minutes, seconds=row.seconds))
-    return True
+    return just
 
 
 def press_done(user, lesson) -> tuple[bool, int]:
