@@ -132,9 +132,11 @@ def per_locale(name: str, key, make):
     """``make()``, kept per worker for ``key`` within this request's locale and URL prefix:
     for hook answers that depend only on ``key`` (e.g. a role) and on the language and links
     (nav items, asset URLs). Returns a tuple."""
-    from flask import request
+    from flask import has_request_context, request
     from flask_babel import get_locale
 
+    if not has_request_context():  # e.g. a hook called from the command line: nothing kept
+        return tuple(make())
     return worker_cache(name, 64).get((str(get_locale()), request.script_root, key),
                                       lambda: tuple(make()))
 
