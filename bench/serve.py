@@ -241,9 +241,11 @@ def run(config: dict, lessons, out_dir: Path, rounds: int = 3, duration: int = 1
     return out
 
 
-def profile_lesson(config: dict, url: str, out_dir: Path, requests: int = 300) -> dict:
-    """cProfile the lesson page in-process (Flask test client, anonymous): the kb functions
-    with the most cumulative time per request."""
+def profile_lesson(config: dict, url: str, out_dir: Path, requests: int = 300,
+                   deputy_password: str | None = None) -> dict:
+    """cProfile the lesson page in-process (Flask test client, anonymous, or signed in as the
+    demo deputy when ``deputy_password`` is given): the kb functions with the most cumulative
+    time per request."""
     import cProfile
     import pstats
 
@@ -251,7 +253,18 @@ def profile_lesson(config: dict, url: str, out_dir: Path, requests: int = 300) -
 
     app = create_app(config)
     client = app.test_client()
-    assert client.get(url).status_code == 200
+    if deputy_password is not None:
+        html = client.get("/login").get_data(as_text=True)
+        m = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', html)
+        data = {"login": DEPUTY, "password": deputy_password}
+        if m:
+            data["csrf_token"] = m.group(1)
+        if client.post("/login", data=data).status_code != 302:
+            raise RuntimeError("the deputy cannot log in in-process")
+    first = client.get(url)
+    assert first.status_code == 200
+    if deputy_password is not None and b'action="/logout"' not in first.data:
+        raise RuntimeError("not signed in as the deputy")
     for _ in range(20):
         client.get(url)
     t = time.perf_counter()
@@ -263,7 +276,8 @@ def profile_lesson(config: dict, url: str, out_dir: Path, requests: int = 300) -
     for _ in range(requests):
         client.get(url)
     prof.disable()
-    path = out_dir / "profile-lesson.prof"
+    path = out_dir / ("profile-lesson-deputy.prof" if deputy_password is not None
+                      else "profile-lesson.prof")
     prof.dump_stats(str(path))
     stats = pstats.Stats(prof)
     total = sum(v[3] for k, v in stats.stats.items() if k[2] == "get" and "werkzeug" in k[0])
@@ -273,7 +287,7 @@ def profile_lesson(config: dict, url: str, out_dir: Path, requests: int = 300) -
             rows.append((ct, f"{Path(file).name}:{line}({func})", nc))
     rows.sort(reverse=True)
     return {
-        "url": url, "requests": requests,
+        "url": url, "requests": requests, "signed_in": deputy_password is not None,
         "test_client_ms_per_request": round(plain * 1000, 3),
         "top_kb_cumulative": [
             {"function": name, "calls_per_request": round(nc / requests, 1),

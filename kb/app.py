@@ -170,7 +170,7 @@ def _template_helpers(app: Flask) -> None:
     def page_assets():
         endpoint = request.endpoint or ""
         assets = [a for _, result in call_each(pm, "kb_page_assets", endpoint=endpoint,
-                                               user=current_user) for a in result]
+                                               user=current_user._get_current_object()) for a in result]
         seen, out = set(), []
         for a in assets:
             if a.url not in seen:

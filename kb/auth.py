@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import joinedload
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
@@ -23,13 +23,19 @@ bp = Blueprint("auth", __name__)
 OPEN_WHILE_CHANGING = {"auth.change_password", "auth.logout", "static", "core.healthz", "core.prefs"}
 
 
+_LOAD_USER = select(User).options(joinedload(User.org_unit)).where(User.id == bindparam("id"))
+
+
 @login_manager.user_loader
 def load_user(user_id: str):
+    """The signed-in person, read afresh on every request (a role change or deactivation
+    takes effect at once); one SELECT built once, with the org unit plugins read on most
+    pages (scope, panels)."""
     try:
-        # Plugins read user.org_unit on most pages (scope, panels): load it with the user.
-        return db.session.get(User, int(user_id), options=[joinedload(User.org_unit)])
+        uid = int(user_id)
     except (TypeError, ValueError):
         return None
+    return db.session.scalars(_LOAD_USER, {"id": uid}).first()
 
 
 @bp.before_app_request

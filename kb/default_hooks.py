@@ -13,8 +13,15 @@ from .records import MigrationDir, NavItem
 @hookimpl(trylast=True)
 def kb_nav_items(user):
     """Link everyone to the law library, and staff to the administration pages."""
+    from .fragments import per_locale
+
+    staff = bool(getattr(user, "is_authenticated", False) and user.role in ("county_staff", "admin"))
+    return list(per_locale("core.nav", staff, lambda: _nav(staff)))
+
+
+def _nav(staff: bool):
     items = [NavItem(key="laws", label=_("法律法规"), url="/laws", order=50)]
-    if getattr(user, "is_authenticated", False) and user.role in ("county_staff", "admin"):
+    if staff:
         items.append(NavItem(key="admin", label=_("管理"), url="/admin/users", order=900))
     return items
 

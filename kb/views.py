@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 
 from flask import (
     Blueprint,
@@ -130,82 +128,62 @@ def lesson(course_slug, lesson_slug):
     article, pager, fragment_key = _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson,
                                                      i + 1, len(lessons))
     page = dict(course=course, lesson=lesson, prev_lesson=prev_lesson, next_lesson=next_lesson,
-                position=i + 1, count=len(lessons), lesson_article=article, lesson_pager=pager)
-    if current_user.is_authenticated or "_flashes" in session:
-        return render_template("core/lesson.html", **page)
-    return _anonymous_page(cat, fragment_key, page)
+                position=i + 1, count=len(lessons))
+    return _lesson_page(cat, fragment_key, page, article, pager)
 
 
-def _anonymous_page(cat, fragment_key, page):
-    """An anonymous reader's lesson page, rendered once per everything it is made of.
+_PANEL = Markup('<section class="panel card" id="panel-{key}">\n  <h2>{title}</h2>\n  {html}\n'
+                '</section>\n')
 
-    The plugins' hooks are still asked on every request (nav items, lesson panels, page
-    assets); their answers, with the locale, the font cookie, the URL and the cached article's
-    key, form the key, so a page is reused only when every input is the same.
+
+def panels_html(panels) -> Markup:
+    """The lesson panels' boxes (``Panel.html`` is the plugin's safe HTML; key and title are
+    escaped)."""
+    return Markup("").join(_PANEL.format(key=p.key, title=p.title, html=Markup(p.html))
+                           for p in panels)
+
+
+def _lesson_page(cat, fragment_key, page, article, pager):
+    """A lesson page: a shell rendered once per everything it is made of, filled per request.
+
+    The plugins' hooks are asked on every request (nav items, lesson panels, page assets). The
+    shell's key is the cached article's key (lesson, content, place, locale, URL prefix), the
+    nav items and assets, whether someone is signed in, the font cookie and the URL; what
+    differs between the people who share a shell is a hole filled per request: the article and
+    pager (their own cache), the lesson panels, the reader's name and the CSRF token. A page
+    with flashed messages is rendered as usual.
     """
+    from .fragments import Shell, csrf_value, hashable, hole, worker_cache
+
     env = current_app.jinja_env.globals
-    nav = tuple(env["slot"]("kb_nav_items", user=current_user))
-    panels = tuple(env["slot"]("kb_lesson_panels", lesson=page["lesson"], user=current_user))
+    user = current_user._get_current_object()  # the hooks read it often: not through the proxy
+    nav = tuple(env["slot"]("kb_nav_items", user=user))
+    panels = env["slot"]("kb_lesson_panels", lesson=page["lesson"], user=user)
     assets = tuple(env["page_assets"]())
-    key = ("anonymous", fragment_key, request.cookies.get(FONT_COOKIE) == "large",
-           request.full_path, nav, panels, assets)
-    try:
-        hash(key)
-    except TypeError:  # a plugin's record holds something unhashable: render as usual
-        key = None
+    signed_in = bool(user.is_authenticated)
+    values = {"article": article, "pager": pager, "panels": lambda: panels_html(panels),
+              "csrf": csrf_value, "name": lambda: user.name if signed_in else ""}
+    key = ("lesson", fragment_key, signed_in, request.cookies.get(FONT_COOKIE) == "large",
+           request.full_path, nav, assets)
+    if "_flashes" in session or not hashable(key):  # a plugin's record holds something unhashable
+        return render_template("core/lesson.html", nav_items=nav, page_assets_=assets,
+                               lesson_article=article, lesson_pager=pager,
+                               lesson_panels_html=panels_html(panels), **page)
 
     def render():
-        return (render_template("core/lesson.html", nav_items=nav, lesson_panels=panels,
-                                page_assets_=assets, **page),)
+        return Shell(render_template(
+            "core/lesson.html", nav_items=nav, page_assets_=assets, lesson_article=hole("article"),
+            lesson_pager=hole("pager"), lesson_panels_html=hole("panels"),
+            csrf_token=lambda: hole("csrf"), user_name_=hole("name"), **page))
 
-    if key is None:
-        return render()[0]
-    return _worker_cache("kb.anonymous_pages", _FragmentCache).get(cat, key, render)[0]
-
-
-class _FragmentCache:
-    """Per worker: the parts of a lesson page that are the same for every reader.
-
-    The crumbs, article (header, table of contents, body, sources, tags) and pager depend only
-    on the catalog (its version), the lesson's place among the lessons the reader may see, the
-    locale and the app's URL prefix, so they are rendered once per such key and reused. A
-    small LRU, bounded in entries and in characters, emptied when the catalog is reloaded.
-    """
-
-    MAX_ENTRIES = 128
-    MAX_CHARS = 8_000_000
-
-    def __init__(self):
-        self._catalog = None
-        self._parts: OrderedDict = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
-
-    def get(self, catalog, key, render):
-        with self._lock:
-            if self._catalog is not catalog:
-                self._parts.clear()
-                self._chars = 0
-                self._catalog = catalog
-            hit = self._parts.get(key)
-            if hit is not None:
-                self._parts.move_to_end(key)
-                return hit
-        hit = render()
-        size = sum(len(part) for part in hit)
-        with self._lock:
-            if self._catalog is catalog and key not in self._parts:
-                self._parts[key] = hit
-                self._chars += size
-                while self._parts and (len(self._parts) > self.MAX_ENTRIES
-                                       or self._chars > self.MAX_CHARS):
-                    _, old = self._parts.popitem(last=False)
-                    self._chars -= sum(len(part) for part in old)
-        return hit
+    shell = worker_cache("kb.lesson_pages", 256, 4_000_000).get(key, render, generation=cat)
+    return shell.fill(values)
 
 
 def _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson, position, count):
     from flask_babel import get_locale
+
+    from .fragments import worker_cache
 
     key = (lesson.key, lesson.content_hash, str(get_locale()), request.script_root, position, count,
            prev_lesson.key if prev_lesson else None, next_lesson.key if next_lesson else None)
@@ -216,7 +194,7 @@ def _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson, position, c
         return (Markup(render_template("core/_lesson_article.html", **ctx)),
                 Markup(render_template("core/_lesson_pager.html", **ctx)))
 
-    article, pager = _worker_cache("kb.lesson_fragments", _FragmentCache).get(cat, key, render)
+    article, pager = worker_cache("kb.lesson_fragments").get(key, render, generation=cat)
     return article, pager, key
 
 

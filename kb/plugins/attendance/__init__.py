@@ -71,12 +71,18 @@ def kb_cli_commands(app):
 def kb_nav_items(user):
     if not getattr(user, "is_authenticated", False):
         return []
+    from kb.authz import REPORT_ROLES
+    from kb.fragments import per_locale
+
+    return list(per_locale("attendance.nav", user.role in REPORT_ROLES,
+                           lambda: _nav(user.role in REPORT_ROLES)))
+
+
+def _nav(organiser: bool):
     from flask_babel import gettext as _
 
-    from kb.authz import REPORT_ROLES
-
     items = [NavItem(key="attendance", label=_("我的培训"), url=url_for("attendance.mine"), order=40)]
-    if user.role in REPORT_ROLES:
+    if organiser:
         items.append(NavItem(key="attendance-admin", label=_("培训签到"),
                              url=url_for("attendance.classes"), order=41))
     return items

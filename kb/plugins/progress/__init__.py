@@ -51,8 +51,17 @@ def kb_migration_dirs():
 def kb_nav_items(user):
     if not getattr(user, "is_authenticated", False):
         return []
+    from kb.fragments import per_locale
+
+    return list(per_locale("progress.nav", user.role in _REPORT_ROLES, lambda: _nav(user.role)))
+
+
+_REPORT_ROLES = ("chair", "secretary", "county_staff", "admin")
+
+
+def _nav(role):
     items = [NavItem(key="progress", label=_("我的学习"), url=url_for("progress.mine"), order=20)]
-    if user.role in ("chair", "secretary", "county_staff", "admin"):
+    if role in _REPORT_ROLES:
         items.append(NavItem(key="progress-report", label=_("学习报表"),
                              url=url_for("progress.report_home"), order=60))
     return items
@@ -63,21 +72,57 @@ def kb_page_assets(endpoint, user):
     if not getattr(user, "is_authenticated", False):
         return []
     if endpoint == "core.lesson":
-        return [Asset("js", url_for("progress.static", filename="progress/progress.js")),
-                Asset("css", url_for("progress.static", filename="progress/progress.css"))]
+        from kb.fragments import per_locale
+
+        return list(per_locale("progress.assets", endpoint, lambda: [
+            Asset("js", url_for("progress.static", filename="progress/progress.js")),
+            Asset("css", url_for("progress.static", filename="progress/progress.css"))]))
     if endpoint.startswith("progress.") or endpoint == "core.home":
         return [Asset("css", url_for("progress.static", filename="progress/progress.css"))]
     return []
+
+
+_PANEL_STATE = None
+
+
+def panel_state(user_id: int, lesson_id: int):
+    """(seconds, max_scroll, last_scroll, completed_at) of the person's row for the lesson, or
+    None: one Core query, no ORM objects."""
+    global _PANEL_STATE
+    if _PANEL_STATE is None:
+        from sqlalchemy import bindparam, select
+
+        t = models.LessonProgress.__table__
+        _PANEL_STATE = select(t.c.seconds, t.c.max_scroll, t.c.last_scroll, t.c.completed_at).where(
+            t.c.user_id == bindparam("user_id"), t.c.lesson_id == bindparam("lesson_id"))
+    from kb import db
+
+    return db.session.connection().execute(_PANEL_STATE, {"user_id": user_id,
+                                                          "lesson_id": lesson_id}).first()
 
 
 @hookimpl
 def kb_lesson_panels(lesson, user):
     if not getattr(user, "is_authenticated", False):
         return []
-    row = service.get_row(user.id, lesson.id)
-    html = render_template("progress/panel.html", lesson=lesson, row=row,
-                           need=rules.min_seconds(lesson.minutes))
-    return [Panel(key="progress", title=_("学习进度"), html=Markup(html), order=10)]
+    from flask import request
+    from flask_babel import get_locale
+
+    from kb.fragments import Shell, csrf_value, hole, worker_cache
+
+    row = panel_state(user.id, lesson.id)
+    need = rules.min_seconds(lesson.minutes)
+    # The panel shows only the row's figures (never who it belongs to), so it is cached by
+    # them; the CSRF token of the person's session is a hole filled per request.
+    key = (str(get_locale()), request.script_root, lesson.id, need, tuple(row) if row else None)
+
+    def render():
+        return Shell(render_template("progress/panel.html", lesson=lesson, row=row, need=need,
+                                     csrf_token=lambda: hole("csrf")))
+
+    shell = worker_cache("progress.lesson_panels", 512, 2_000_000).get(key, render)
+    return [Panel(key="progress", title=_("学习进度"), html=shell.fill({"csrf": csrf_value}),
+                  order=10)]
 
 
 @hookimpl

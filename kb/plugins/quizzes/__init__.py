@@ -53,28 +53,39 @@ def kb_content_sync(app, settings, report):
 def kb_nav_items(user):
     if not user.is_authenticated:
         return []
-    items = [NavItem(key="quizzes", label=str(_l("测验")), url=url_for("quizzes.index"), order=30),
-             NavItem(key="quizzes-review", label=str(_l("错题本")), url=url_for("quizzes.review"),
-                     order=31)]
-    return items
+    from kb.fragments import per_locale
+
+    return list(per_locale("quizzes.nav", None, lambda: [
+        NavItem(key="quizzes", label=str(_l("测验")), url=url_for("quizzes.index"), order=30),
+        NavItem(key="quizzes-review", label=str(_l("错题本")), url=url_for("quizzes.review"),
+                order=31)]))
 
 
 @hookimpl
 def kb_lesson_panels(lesson, user):
     if not user.is_authenticated:
         return []
-    from . import service
-    from .models import Quiz
+    from flask import request
+    from flask_babel import get_locale
 
-    quizzes = list(db_scalars(service.visible_quizzes_query(user)
-                              .where(Quiz.course_slug == lesson.course_slug)
-                              .order_by(Quiz.title)))
-    if not quizzes:
+    from kb.fragments import worker_cache
+
+    from . import service
+
+    rows = service.lesson_panel_rows(user, lesson.course_slug)
+    if not rows:
         return []
-    rows = [{"quiz": q, "best": service.quiz_result(q, service.attempts_of(user.id, q.id))}
-            for q in quizzes]
-    html = render_template("quizzes/panel.html", rows=rows)
-    return [Panel(key="quizzes", title=str(_l("本课程测验")), html=Markup(html), order=50)]
+    # The panel shows only the quizzes and the scores in ``rows`` (never whose they are).
+    key = (str(get_locale()), request.script_root, rows)
+
+    def render():
+        return Markup(render_template("quizzes/panel.html", rows=[
+            {"quiz": {"slug": slug, "title": title},
+             "best": None if score is None else {"score": score, "passed": passed}}
+            for slug, title, score, passed in rows]))
+
+    html = worker_cache("quizzes.lesson_panels", 512, 2_000_000).get(key, render)
+    return [Panel(key="quizzes", title=str(_l("本课程测验")), html=html, order=50)]
 
 
 def db_scalars(query):

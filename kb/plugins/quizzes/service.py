@@ -44,6 +44,51 @@ def visible_quizzes_query(user):
                        Quiz.org_unit_id.in_(_ancestor_ids(user) or [-1])))
 
 
+_PANEL_ROWS: dict = {}
+
+
+def _panel_rows_statement(admin: bool):
+    """The statement of :func:`lesson_panel_rows`, built once per worker (bound parameters)."""
+    stmt = _PANEL_ROWS.get(admin)
+    if stmt is None:
+        from sqlalchemy import bindparam
+
+        q, a = Quiz.__table__, Attempt.__table__
+        stmt = (select(q.c.slug, q.c.title, q.c.grading, a.c.number, a.c.score, a.c.passed)
+                .select_from(q.outerjoin(a, (a.c.quiz_id == q.c.id)
+                                         & (a.c.user_id == bindparam("user_id"))
+                                         & (a.c.status == "submitted")))
+                .where(q.c.is_active.is_(True), q.c.course_slug == bindparam("course_slug"))
+                .order_by(q.c.title, q.c.id, a.c.number))
+        if not admin:  # the rule of visible_quizzes_query
+            stmt = stmt.where(or_(q.c.origin == "file", q.c.org_unit_id.is_(None),
+                                  q.c.org_unit_id.in_(bindparam("ancestors", expanding=True))))
+        stmt = _PANEL_ROWS[admin] = stmt
+    return stmt
+
+
+def lesson_panel_rows(user, course_slug: str) -> tuple:
+    """The quizzes of a course the person may take (the rule of :func:`visible_quizzes_query`),
+    with the attempt that counts for each (:func:`quiz_result`): ``((slug, title, score,
+    passed), ...)`` ordered by title; score and passed are None without a submitted attempt.
+    One query, no ORM objects."""
+    admin = getattr(user, "role", None) == "admin"
+    params = {"user_id": user.id, "course_slug": course_slug}
+    if not admin:
+        params["ancestors"] = _ancestor_ids(user) or [-1]
+    best: dict[str, list] = {}
+    for slug, title, grading, number, score, passed in db.session.connection().execute(
+            _panel_rows_statement(admin), params):
+        entry = best.setdefault(slug, [title, None])
+        if number is None:
+            continue
+        rank = number if grading == "last" else (score or 0, -number)
+        if entry[1] is None or rank > entry[1][0]:
+            entry[1] = (rank, score, passed)
+    return tuple((slug, title, *(counted[1:] if counted else (None, None)))
+                 for slug, (title, counted) in best.items())
+
+
 def get_visible_quiz(user, slug: str) -> Quiz | None:
     return db.session.scalar(visible_quizzes_query(user).where(Quiz.slug == slug))
 
