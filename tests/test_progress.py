@@ -146,6 +146,41 @@ def test_heartbeat_credits_wall_time_with_caps(papp, world):
         assert db.session.scalar(select(func.count()).select_from(LessonProgress)) == 1
 
 
+def test_heartbeat_is_one_statement_until_it_completes(papp, world):
+    """A heartbeat writes with one upsert; only the one that meets the rule does more (the
+    completion, the course total, the ledger). Same-moment or earlier heartbeats change nothing."""
+    from sqlalchemy import event
+
+    view = lesson(papp)  # 10 min: completes at 5 min read to 90 %
+    with papp.app_context():
+        user = db.session.get(User, world["d1"])
+        statements = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            t = utcnow()
+            service.heartbeat(user, view, 0.95, now=t)
+            assert len(statements) == 1 and statements[0].lstrip().startswith("INSERT")
+            assert service.heartbeat(user, view, 0.5, now=t).max_scroll == 0.95  # same moment
+            for _ in range(9):
+                t += timedelta(seconds=30)
+                statements.clear()
+                result = service.heartbeat(user, view, 0.95, now=t)
+                assert len(statements) == 1 and not result.completed
+            assert result.seconds == 270
+            t += timedelta(seconds=30)
+            statements.clear()
+            result = service.heartbeat(user, view, 0.95, now=t)
+            assert result.just_completed and result.seconds == 300 and len(statements) > 1
+            statements.clear()
+            assert service.heartbeat(user, view, 0.95, now=t + timedelta(seconds=1)).completed
+            assert len(statements) == 1
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        db.session.commit()
+    assert ledger(papp, world["d1"]) == [("lesson", 0.25, f"lesson:{world['d1']}:{view.id}")]
+
+
 def test_heartbeat_endpoint_ignores_forged_fields(papp, world):
     view = lesson(papp)
     client = login(papp, "d1")
