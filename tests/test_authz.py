@@ -33,6 +33,11 @@ OTHER_TOWNSHIP_MARK = "邻镇乙某"
 @pytest.fixture
 def world(synced_app):
     """Two counties; the people under test live in county A, township A1."""
+    return build_world(synced_app)
+
+
+def build_world(synced_app) -> dict:
+    """The objects of :func:`world` (also used by the module-wide browser walk in test_a11y)."""
     with synced_app.app_context():
         province = _org("province", "测试省")
         county_a, county_b = _org("county", "甲县", province), _org("county", "乙县", province)
