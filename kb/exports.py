@@ -19,6 +19,11 @@ def neutralize(value) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def unneutralize(text: str) -> str:
+    """Undo :func:`neutralize` when reading an export back: ``'=1+2`` → ``=1+2``."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+
+
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
     """CSV for Excel: UTF-8 with BOM, CRLF line ends, every value neutralised."""
     buf = io.StringIO()
