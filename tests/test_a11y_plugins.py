@@ -184,3 +184,26 @@ def test_every_get_route_was_checked(served):
     assert not missing, ("GET routes no role sees as a page (give them objects in tests/authz_*.py "
                          f"or a reason in NOT_PAGES): {missing}")
 
+
+def test_the_503_page_passes_axe(browser, tmp_path):
+    """The page shown while the database cannot be reached (nothing listens on its port)."""
+    from kb import create_app
+
+    from .faults_support import free_port
+
+    app = create_app(make_config(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/kb"))
+    problems = []
+    with LiveServer(app) as server:
+        context = browser.new_context(**PHONE, bypass_csp=True)
+        page = context.new_page()
+        for font in ("normal", "large"):
+            context.add_cookies([{"name": "kb_font", "value": font, "url": server.url}])
+            for path in ("/", "/courses/basics/presidium"):
+                response = page.goto(server.url + path)
+                assert response.status == 503 and response.headers["retry-after"] == "5"
+                assert "text/html" in response.headers["content-type"]
+                assert "服务暂时不可用" in page.locator("h1").inner_text()
+                problems += [f"{font} {path}: {found}" for found in violations(page)]
+        context.close()
+    dispose(app)
+    assert not problems, "\n".join(problems)
