@@ -3,6 +3,8 @@
 The URLs come from the app's URL map filled with the authorisation matrix's objects
 (tests/test_authz.py and tests/authz_*.py), so a new page is checked without being listed here;
 a GET route that no role sees as an HTML page must be named in NOT_PAGES with its reason.
+Pages the matrix's objects do not show get what they need here (_pages_needing_more: a law in
+the library, a quiz attempt still open, a fresh QR token); the 503 page has a test of its own.
 Each page is checked in normal and large-font mode, on a 360 px wide phone viewport.
 """
 
