@@ -149,3 +149,49 @@ def change_password():
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/password.html", form=form,
                            forced=current_user.must_change_password)
+
+
+# -- the person's own data (个人信息) ---------------------------------------------------------
+
+def _own_data():
+    from flask import current_app
+
+    from . import personal_data
+
+    user = current_user._get_current_object()
+    return user, personal_data.document(current_app.extensions["kb.pm"], user)
+
+
+@bp.get("/account/data")
+@login_required
+def my_data():
+    """Everything the system keeps about the signed-in person, on screen, with downloads."""
+    user, doc = _own_data()
+    return render_template("people/personal_data.html", doc=doc, person=user, staff_view=False)
+
+
+@bp.get("/account/data.json")
+@login_required
+def my_data_json():
+    from . import personal_data
+
+    user, doc = _own_data()
+    return _download(personal_data.to_json(doc), "application/json",
+                     personal_data.filename(user, "json"))
+
+
+@bp.get("/account/data.xlsx")
+@login_required
+def my_data_xlsx():
+    from . import personal_data
+
+    user, doc = _own_data()
+    return _download(personal_data.to_xlsx(doc), personal_data.XLSX_MIME,
+                     personal_data.filename(user, "xlsx"))
+
+
+def _download(body: bytes, mime: str, name: str):
+    from flask import Response
+
+    return Response(body, mimetype=mime, headers={
+        "Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})

@@ -55,3 +55,11 @@ def kb_search_documents(app):
 
     laws = db.session.scalars(select(Law).where(Law.is_current.is_(True))).all()
     return [doc for law in laws for doc in law_article_documents(law)]
+
+
+@hookimpl(trylast=True)
+def kb_personal_data(user):
+    """The core's part of a person's export: the profile and the audit-log entries."""
+    from .personal_data import audit_section, profile_section
+
+    return [profile_section(user), audit_section(user)]

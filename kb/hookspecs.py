@@ -10,8 +10,8 @@ Families, by what they do:
   (``kb_nav_items``, ``kb_lesson_panels``, ``kb_dashboard_cards``, ``kb_continue_learning``,
   ``kb_page_assets``);
 * event hooks receive what happened (``kb_track_event``);
-* report and permission hooks (``kb_report_columns``, ``kb_can_view``), and demo data
-  (``kb_demo_data``).
+* report and permission hooks (``kb_report_columns``, ``kb_can_view``), the personal data
+  export (``kb_personal_data``), and demo data (``kb_demo_data``).
 
 Implementations must not give their arguments default values (the core's collectors pass only
 arguments without defaults, see pluggy#442), and may accept fewer arguments than the spec lists.
@@ -162,6 +162,23 @@ def kb_report_columns(scope):
 
     :param scope: :class:`kb.records.ReportScope` describing the rows.
     :return: a list of :class:`kb.records.ReportColumn`; keys must be unique across plugins.
+    """
+
+
+@hookspec
+def kb_personal_data(user):
+    """Return the sections of one person's data export (个人信息, for privacy requests).
+
+    Called for the person's own export (``/account/data``) and for a staff export
+    (``/admin/users/<id>/data``); a request context is active, so headers are in the reader's
+    language. Return every record the plugin keeps about ``user`` (one section per kind, empty
+    sections included), never password hashes, tokens, device identifiers or other people's
+    personal data; another person may appear only as an actor label (the name of the staff
+    member who approved).
+
+    :param user: the :class:`kb.models.User` whose data is exported (not the viewer).
+    :return: a list of :class:`kb.records.PersonalSection`; keys must be unique across plugins,
+        and every table with a ``user_id`` column must be named in some section's ``tables``.
     """
 
 

@@ -137,3 +137,23 @@ class SyncReport:
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
+
+
+@dataclass(frozen=True)
+class PersonalSection:
+    """One section of a person's data export (个人信息): a titled table of their records.
+
+    ``columns`` are the headers in the reader's language; each row has one value per column
+    (str, int, float, bool, date, datetime or None; naive datetimes are UTC and shown in the
+    deployment's time zone). ``tables`` names the database tables the section covers (a derived
+    table counts when its content is fully shown by the section), so ``tests/test_personal_data``
+    can fail on a table with a ``user_id`` column that no section covers. An empty section is
+    still returned: it tells the person the system keeps that kind of record and has none.
+    """
+
+    key: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple, ...] = ()
+    tables: tuple[str, ...] = ()
+    order: int = 100

@@ -22,7 +22,7 @@ AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "ax
 
 PAGES = ["/", "/courses/basics", "/courses/basics/presidium", "/search?q=主席团", "/search?q=量子纠缠超导体",
          "/login", "/laws", "/courses/nope"]
-STAFF_PAGES = ["/admin/users", "/admin/users/import", "/admin/orgs", "/account/password"]
+STAFF_PAGES = ["/admin/users", "/admin/users/import", "/admin/orgs", "/account/password", "/account/data"]
 
 
 def require_axe():

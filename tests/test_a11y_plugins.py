@@ -39,6 +39,7 @@ NOT_PAGES = {
     "attendance.report_org_export": "download", "attendance.session_export": "download",
     "attendance.live_json": "JSON for the live page", "attendance.projector_json": "JSON for the projector",
     "progress.report_export": "download",
+    "auth.my_data_json": "JSON download", "auth.my_data_xlsx": "XLSX download",
     "quizzes.export": "XLSX download", "quizzes.template": "XLSX download",
     "people.index": "redirects to the users list",
     "progress.report_home": "redirects to the report of the viewer's organisation",

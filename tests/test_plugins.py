@@ -11,7 +11,16 @@ from flask import Blueprint
 from kb import create_app, hookspecs
 from kb.events import QuizPassed
 from kb.pluginhost import PluginError, collect, hookimpl, make_plugin_manager
-from kb.records import Asset, Card, MigrationDir, NavItem, Panel, ReportColumn, ReportScope
+from kb.records import (
+    Asset,
+    Card,
+    MigrationDir,
+    NavItem,
+    Panel,
+    PersonalSection,
+    ReportColumn,
+    ReportScope,
+)
 
 from .conftest import make_config
 
@@ -70,6 +79,11 @@ class PagePlugin:
     def kb_report_columns(self, scope):
         return [ReportColumn(key="test_col", label="测试列",
                              values=lambda s: {rid: rid * 2 for rid in s.row_ids})]
+
+    @hookimpl
+    def kb_personal_data(self, user):
+        return [PersonalSection(key="testplugin.notes", title="测试插件笔记", columns=("笔记", "字数"),
+                                rows=((f"{user.username} 的笔记", 12),), tables=("notes_note",))]
 
     @hookimpl
     def kb_can_view(self, user, obj):
@@ -239,6 +253,25 @@ def test_hook_kb_report_columns(papp):
                       scope=ReportScope(level="township", row_ids=(1, 2), year=2026))
     [column] = [c for c in columns if c.key == "test_col"]
     assert column.values(ReportScope(level="township", row_ids=(1, 2), year=2026)) == {1: 2, 2: 4}
+
+
+def test_hook_kb_personal_data(papp):
+    from kb.extensions import db
+    from kb.models import User
+
+    with papp.app_context():
+        user = User(username="d1", name="代表甲", role="deputy")
+        user.set_password("pw")
+        db.session.add(user)
+        db.session.commit()
+    client = papp.test_client()
+    client.post("/login", data={"login": "d1", "password": "pw"})
+    doc = client.get("/account/data.json").get_json()
+    [section] = [s for s in doc["sections"] if s["key"] == "testplugin.notes"]
+    assert section == {"key": "testplugin.notes", "title": "测试插件笔记", "columns": ["笔记", "字数"],
+                       "rows": [["d1 的笔记", 12]]}
+    assert [s["key"] for s in doc["sections"]][0] == "core.profile"  # order 100 after the profile
+    assert "测试插件笔记" in client.get("/account/data").get_data(as_text=True)
 
 
 def test_hook_kb_can_view(psynced):

@@ -451,3 +451,51 @@ def audit_log():
     entries = db.session.scalars(query.order_by(AuditLog.id.desc()).limit(PER_PAGE)
                                  .offset((page - 1) * PER_PAGE)).all()
     return render_template("people/audit.html", entries=entries, page=page, action=action)
+
+
+# -- a person's data export (个人信息, privacy requests) ----------------------------------------
+
+class DataExportForm(FlaskForm):
+    fmt = SelectField(choices=[("xlsx", "xlsx"), ("json", "json")])
+
+
+@bp.get("/users/<int:user_id>/data")
+@staff_only
+def user_data(user_id):
+    """What an export of this person's data would hold (sections and counts), and the buttons."""
+    from flask import current_app
+
+    from .. import personal_data
+
+    user = get_user_or_404(user_id, edit=True)
+    doc = personal_data.document(current_app.extensions["kb.pm"], user)
+    return render_template("people/personal_data.html", doc=doc, person=user, staff_view=True,
+                           form=DataExportForm())
+
+
+@bp.post("/users/<int:user_id>/data")
+@staff_only
+def user_data_export(user_id):
+    """Download the person's data; every staff export is written to the audit log."""
+    from flask import current_app
+
+    from .. import personal_data
+
+    user = get_user_or_404(user_id, edit=True)
+    form = DataExportForm()
+    if not form.validate_on_submit():
+        abort(400)
+    fmt = form.fmt.data
+    doc = personal_data.document(current_app.extensions["kb.pm"], user)
+    audit.record("user.data_export", user,
+                 _l("导出 %(username)s（%(name)s）的个人信息（%(fmt)s）", username=user.username,
+                    name=user.name, fmt=fmt),
+                 format=fmt, sections=[s["key"] for s in doc["sections"]])
+    db.session.commit()
+    if fmt == "json":
+        body, mime = personal_data.to_json(doc), "application/json"
+    else:
+        body, mime = personal_data.to_xlsx(doc), personal_data.XLSX_MIME
+    return Response(body, mimetype=mime, headers={
+        "Content-Disposition": f"attachment; filename={personal_data.filename(user, fmt)}",
+        "Cache-Control": "no-store"})

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..authz import managed_org_ids
 from ..content.files import DecodeError, decode_bytes
-from ..exports import csv_bytes, neutralize, xlsx_bytes  # noqa: F401  (neutralize re-exported)
+from ..exports import csv_bytes, neutralize, unneutralize, xlsx_bytes  # noqa: F401  (neutralize re-exported)
 from ..extensions import db
 from ..i18n import join_list, parens
 from ..models import OrgUnit, User
@@ -655,6 +655,7 @@ def _parse_row(row: int, raw: dict[str, str], columns: dict[str, str], orgs: _Or
     """Normalise one row's cells; returns (data, errors, role given)."""
     data = _empty_data()
     errors: list[CellError] = []
+    raw = {f: unneutralize(v) for f, v in raw.items()}  # "'=1+2" as our export writes "=1+2"
 
     def err(f: str, message: str) -> None:
         errors.append(CellError(row, columns.get(f) or str(COLUMN_LABELS[f]), message))
@@ -1009,6 +1010,18 @@ def export_rows(users: Iterable[User]) -> list[dict]:
         for org_id, name in db.session.execute(
                 select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(chunk))):
             names[org_id] = name
+    # A township whose name another township shares (two 城关镇) is written "甲县/城关镇",
+    # which the import reads back (a bare "城关镇" would be refused as ambiguous).
+    shared: dict[str, int] = {}
+    for (name,) in db.session.execute(select(OrgUnit.name).where(OrgUnit.kind == "township")):
+        shared[_org_key(name)] = shared.get(_org_key(name), 0) + 1
+    ambiguous = [i for i, n in names.items() if shared.get(_org_key(n), 0) > 1]
+    for chunk in _chunks(ambiguous):
+        parent = OrgUnit.__table__.alias("parent")
+        for org_id, name, parent_name in db.session.execute(
+                select(OrgUnit.id, OrgUnit.name, parent.c.name)
+                .join(parent, parent.c.id == OrgUnit.parent_id).where(OrgUnit.id.in_(chunk))):
+            names[org_id] = f"{parent_name}/{name}"
     return [{
         "name": u.name or "",
         "phone": u.phone or "",

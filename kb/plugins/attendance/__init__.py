@@ -134,3 +134,10 @@ def kb_demo_data(app, users):
     from .demo import load
 
     load(app, users)
+
+
+@hookimpl
+def kb_personal_data(user):
+    from .personal import sections
+
+    return sections(user)

@@ -186,3 +186,10 @@ def kb_demo_data(app, users):
     from .demo import load_demo
 
     load_demo(app, users)
+
+
+@hookimpl
+def kb_personal_data(user):
+    from .personal import sections
+
+    return sections(user)

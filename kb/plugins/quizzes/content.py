@@ -21,6 +21,7 @@ QID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SHOW_AFTER = ("answers", "score")
 QUIZ_KEYS = {"title", "course", "pass_score", "time_limit_minutes", "attempts", "grading", "draw",
              "shuffle_options", "show_after", "one_per_screen", "questions"}
+MAX_TITLE, MAX_COURSE, MAX_REF = 200, 100, 300  # the columns' lengths (models.py)
 QUESTION_KEYS = {"id", "type", "stem", "options", "answer", "explanation", "source", "lesson",
                  "partial_credit"}
 
@@ -42,17 +43,92 @@ class Node:
         return v
 
 
-def _walk(loader, node) -> Node:
-    line = node.start_mark.line + 1
+# A file whose aliases expand to more values than this is refused (a "billion laughs" file).
+MAX_NODES = 100_000
+# Text that cannot be stored or shown: NUL and other control characters, lone surrogates.
+BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def bad_char(text: str) -> str | None:
+    """The first character of ``text`` that cannot be stored (as ``U+0000``), or None."""
+    m = BAD_CHARS.search(text)
+    return f"U+{ord(m.group()):04X}" if m else None
+
+
+def _construct(loader, node):
+    """A scalar's value; a value PyYAML cannot build (2020-13-45, 5000 digits) is a line error."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:
+        raise QuizFileError(node.start_mark.line + 1, _(
+            "无法读取的值 %(value)s：%(error)s", value=_excerpt(node), error=exc)) from exc
+
+
+def _excerpt(node) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else ""
+    return repr(value[:40] + ("…" if len(value) > 40 else ""))
+
+
+def _children(node) -> list:
     if isinstance(node, yaml.MappingNode):
-        out = {}
-        for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
-            out[key if isinstance(key, str) else str(key)] = _walk(loader, vnode)
-        return Node(out, line)
+        return [n for pair in node.value for n in pair]
     if isinstance(node, yaml.SequenceNode):
-        return Node([_walk(loader, n) for n in node.value], line)
-    return Node(loader.construct_object(node, deep=True), line)
+        return list(node.value)
+    return []
+
+
+def _check_cycles(root) -> None:
+    """Raise QuizFileError when an alias (*a) points at a value that contains it (&a [*a])."""
+    state: dict[int, int] = {}  # id -> 1 while its children are visited, 2 when done
+    stack = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            state[id(node)] = 2
+            continue
+        if state.get(id(node)) == 2:
+            continue
+        state[id(node)] = 1
+        stack.append((node, True))
+        for child in _children(node):
+            if state.get(id(child)) == 1:
+                raise QuizFileError(child.start_mark.line + 1, _("YAML 别名（*）引用了它自己所在的值"))
+            if id(child) not in state:
+                stack.append((child, False))
+
+
+def _walk(loader, root) -> Node:
+    """The node tree as Nodes, built without recursion (aliases are expanded, within limits)."""
+    _check_cycles(root)
+    budget = MAX_NODES
+    out: list = [None]
+    stack = [(root, out, 0)]  # (yaml node, the container to fill, its slot)
+    while stack:
+        node, parent, slot = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise QuizFileError(node.start_mark.line + 1, _(
+                "文件展开后过大：别名（*）引用太多，超过 %(n)s 个值", n=MAX_NODES))
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result = Node({}, line)
+            for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode):
+                    raise QuizFileError(knode.start_mark.line + 1, _("字段名应是文字，不能是列表或映射"))
+                key = _construct(loader, knode)
+                key = key if isinstance(key, str) else str(key)
+                if key in result.value:
+                    raise QuizFileError(knode.start_mark.line + 1, _("字段 %(key)r 重复", key=key))
+                result.value[key] = None
+                stack.append((vnode, result.value, key))
+        elif isinstance(node, yaml.SequenceNode):
+            result = Node([None] * len(node.value), line)
+            for i, child in enumerate(node.value):
+                stack.append((child, result.value, i))
+        else:
+            result = Node(_construct(loader, node), line)
+        parent[slot] = result
+    return out[0]
 
 
 class QuizFileError(Exception):
@@ -63,8 +139,9 @@ class QuizFileError(Exception):
 
 def load_nodes(text: str) -> Node:
     """Compose YAML keeping line numbers; raise QuizFileError with the line on a syntax error."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
         if root is None:
             raise QuizFileError(1, _("文件是空的"))
@@ -73,10 +150,17 @@ def load_nodes(text: str) -> Node:
         mark = exc.problem_mark or exc.context_mark
         raise QuizFileError((mark.line + 1) if mark else 1,
                             _("YAML 语法错误：%(error)s", error=exc.problem or exc)) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, U+FFFE…)
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else 0
+        raise QuizFileError(line, _("文件含有不允许的字符 U+%(code)04X，请删除", code=code)) from exc
     except yaml.YAMLError as exc:
         raise QuizFileError(1, _("YAML 语法错误：%(error)s", error=exc)) from exc
+    except RecursionError as exc:  # "[[[[…": the composer is recursive
+        raise QuizFileError(1, _("YAML 嵌套层数过多")) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def decode(data: bytes) -> str:
@@ -218,6 +302,18 @@ def build_question(raw: dict, *, require_source=True, lesson_refs: LessonRefs | 
         msg = lesson_refs.check(lesson)
         if msg:
             errors.append(("lesson", msg))
+    for field, limit in (("source", MAX_REF), ("lesson", MAX_REF)):
+        value = source if field == "source" else lesson
+        if len(value) > limit:
+            errors.append((field, _("%(field)s 过长（最多 %(n)s 个字）", field=field, n=limit)))
+    texts = [("stem", stem), ("explanation", explanation), ("source", source), ("lesson", lesson),
+             *[("options", o["text"]) for o in options],
+             *[("answer", a) for a in answer if isinstance(a, str)]]
+    for field, text in texts:
+        code = bad_char(text)
+        if code:
+            errors.append((field, _("%(field)s 含有控制字符 %(code)s，请删除", field=field, code=code)))
+            break
     partial = raw.get("partial_credit", False)
     if not isinstance(partial, bool):
         errors.append(("partial_credit", _("partial_credit 应为 true 或 false")))
@@ -255,10 +351,17 @@ def parse_quiz(text: str, lesson_refs: LessonRefs | None = None
     title = str(val("title") or "").strip()
     if not title:
         errors.append((root.line, _("缺少标题（title）")))
+    elif len(title) > MAX_TITLE:
+        errors.append((line("title"), _("标题过长（最多 %(n)s 个字）", n=MAX_TITLE)))
+    elif bad_char(title):
+        errors.append((line("title"), _("%(field)s 含有控制字符 %(code)s，请删除", field="title",
+                                        code=bad_char(title))))
     course = val("course")
     if course is not None:
         course = str(course).strip()
-        if lesson_refs is not None and course not in lesson_refs.courses():
+        if len(course) > MAX_COURSE:
+            errors.append((line("course"), _("课程地址过长（最多 %(n)s 个字）", n=MAX_COURSE)))
+        elif lesson_refs is not None and course not in lesson_refs.courses():
             errors.append((line("course"), _("找不到课程 %(course)r", course=course)))
 
     def int_field(key, lo, hi, default):

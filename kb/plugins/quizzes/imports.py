@@ -13,6 +13,7 @@ import csv
 import hashlib
 import html
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -24,10 +25,11 @@ from sqlalchemy import select
 
 from kb import db
 from kb.content.files import DecodeError, decode_bytes
+from kb.exports import unneutralize as _unneutralize
 from kb.i18n import join_list
 from kb.models import utcnow
 
-from .content import build_question, store_questions
+from .content import BAD_CHARS, build_question, store_questions
 from .grading import OPTION_KEYS, TYPE_LABELS
 from .models import Quiz
 
@@ -155,9 +157,15 @@ def _table_rows(filename: str, data: bytes, result: ImportResult):
             result.errors.append({"where": filename, "message": _("文件不能作为 Excel 工作簿（.xlsx）打开")})
             return []
         try:
-            ws = wb.worksheets[0]
-            return [[("" if c is None else str(c)) for c in row]
+            ws = wb.worksheets[0] if wb.worksheets else None
+            if ws is None:
+                result.errors.append({"where": filename, "message": _("工作簿中没有工作表")})
+                return []
+            return [[_unneutralize("" if c is None else str(c)) for c in row]
                     for row in ws.iter_rows(values_only=True)]
+        except Exception:  # a damaged sheet inside a readable zip
+            result.errors.append({"where": filename, "message": _("文件不能作为 Excel 工作簿（.xlsx）打开")})
+            return []
         finally:
             wb.close()
     text = _decode(filename, data, result)
@@ -166,10 +174,16 @@ def _table_rows(filename: str, data: bytes, result: ImportResult):
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     try:
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        return [[_unneutralize(c) for c in row]
+                for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
     except csv.Error as exc:
         result.errors.append({"where": filename, "message": _("CSV 格式错误：%(error)s", error=exc)})
         return []
+
+
+def _nothing_found(result: ImportResult, filename: str) -> None:
+    if not result.questions and not result.skipped and not result.errors:
+        result.errors.append({"where": filename, "message": _("文件中没有找到题目")})
 
 
 def parse_table(filename: str, data: bytes) -> ImportResult:
@@ -216,6 +230,7 @@ def parse_table(filename: str, data: bytes) -> ImportResult:
         elif qtype == "fill" and answer:
             raw["answer"] = [a for a in re.split(r"[|｜;；]", answer) if a.strip()]
         _add(result, raw, where)
+    _nothing_found(result, filename)
     return result
 
 
@@ -321,6 +336,12 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
         return result
     for line, block in _gift_blocks(text):
         where = _("第 %(n)s 行", n=line)
+        bad = BAD_CHARS.search(block)
+        if bad:  # also: \x01–\x06 stand for escaped characters below
+            at = line + block.count("\n", 0, bad.start())
+            result.errors.append({"where": _("第 %(n)s 行", n=at), "message": _(
+                "含有控制字符 %(code)s，请删除", code=f"U+{ord(bad.group()):04X}")})
+            continue
         src = block
         for k, v in _GIFT_ESC.items():
             src = src.replace(k, v)
@@ -398,6 +419,7 @@ def parse_gift(filename: str, data: bytes) -> ImportResult:
         qtype = "single" if len(right) == 1 and any(w == 100 for w, _c in choices) else "multiple"
         _add(result, {"type": qtype, "stem": stem, "options": options, "answer": right or None,
                       "explanation": feedback}, where, require_explanation=False)
+    _nothing_found(result, filename)
     return result
 
 
@@ -422,6 +444,9 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
     from defusedxml.ElementTree import ParseError, fromstring
 
     result = ImportResult()
+    data = _xml_as_utf8(filename, data, result)
+    if data is None:
+        return result
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as exc:
@@ -431,6 +456,10 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
     except ParseError as exc:
         line = getattr(exc, "position", (0, 0))[0]
         result.errors.append({"where": _("第 %(n)s 行", n=line), "message": _("XML 格式错误：%(error)s", error=exc)})
+        return result
+    except (ValueError, LookupError) as exc:  # an encoding expat cannot read
+        result.errors.append({"where": filename, "message": _(
+            "XML 声明的编码无法读取（%(error)s），请另存为 UTF-8", error=exc)})
         return result
     if root.tag != "quiz":
         result.errors.append({"where": filename, "message": _("不是 Moodle XML：根元素应为 <quiz>")})
@@ -445,8 +474,21 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
         where = _("第 %(n)s 题（%(name)s）", n=number, name=name) if name else _("第 %(n)s 题", n=number)
         stem = _text(el, "questiontext/text")
         feedback = _text(el, "generalfeedback/text")
-        answers = [(float(a.get("fraction", "0") or 0), _text(a, "text"))
-                   for a in el.findall("answer")]
+        answers, bad = [], None
+        for a in el.findall("answer"):
+            raw_fraction = a.get("fraction", "0") or "0"
+            try:
+                fraction = float(raw_fraction)
+            except ValueError:
+                fraction = math.nan
+            if math.isnan(fraction):
+                bad = raw_fraction
+                break
+            answers.append((fraction, _text(a, "text")))
+        if bad is not None:
+            result.errors.append({"where": where, "message": _(
+                "答案的 fraction 应是数字（如 100、50、0），写的是 %(value)r", value=bad)})
+            continue
         if qtype == "multichoice":
             single = (el.findtext("single") or "true").strip().lower() in ("true", "1")
             if len(answers) > len(OPTION_KEYS):
@@ -469,7 +511,27 @@ def parse_moodle_xml(filename: str, data: bytes) -> ImportResult:
         else:
             result.skipped.append({"where": where, "reason": _("题型 %(type)s 不支持，已跳过",
                                                                type=qtype or _("（未注明）"))})
+    _nothing_found(result, filename)
     return result
+
+
+_XML_DECL = re.compile(rb"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])([A-Za-z0-9._-]*)\2""")
+_GB_ENCODINGS = {"gbk", "gb2312", "gb18030", "cp936", "x-gbk", "euc-cn", "hz-gb-2312"}
+
+
+def _xml_as_utf8(filename: str, data: bytes, result: ImportResult) -> bytes | None:
+    """Moodle exports are UTF-8; a file declared GBK/GB2312 (saved on Chinese Windows) is
+    re-encoded, since expat does not read multi-byte encodings."""
+    m = _XML_DECL.match(data)
+    if m is None or m.group(3).decode("ascii").lower() not in _GB_ENCODINGS:
+        return data
+    try:
+        text = data[m.end():].decode("gb18030")
+    except UnicodeDecodeError:
+        result.errors.append({"where": filename, "message": _(
+            "文件声明为 %(encoding)s 编码，但内容不是该编码，请另存为 UTF-8", encoding=m.group(3).decode())})
+        return None
+    return m.group(1) + m.group(2) + b"UTF-8" + m.group(2) + text.encode("utf-8")
 
 
 # -- saving into a bank -------------------------------------------------------------------------
@@ -486,6 +548,14 @@ def commit_import(result: ImportResult, *, slug: str, title: str | None, org_uni
         raise ImportRefused(_("文件有错误，没有导入任何题目（可以选择只导入正确的题目）"))
     if not result.questions:
         return 0
+    try:
+        return _store_import(result, slug=slug, title=title, org_unit_id=org_unit_id)
+    except BaseException:
+        db.session.rollback()  # all the questions or none
+        raise
+
+
+def _store_import(result: ImportResult, *, slug: str, title: str | None, org_unit_id: int | None) -> int:
     quiz = db.session.scalar(select(Quiz).where(Quiz.slug == slug))
     if quiz is None:
         quiz = Quiz(slug=slug, title=title or slug, origin="import", org_unit_id=org_unit_id,
