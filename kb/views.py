@@ -349,9 +349,20 @@ def register_error_handlers(app):
             try:
                 return render_template("core/error.html", code=code, title=title(),
                                        message=message()), code
-            except Exception:  # the page itself failed: answer plainly rather than not at all
+            except Exception:  # the page itself failed (it needs the database, which is down)
                 if code not in (500, 503):
                     raise
+                from .app import discard_session
+
+                discard_session()
+            try:  # the page once more as a signed-out visitor: no user to load, no panels
+                from flask import g
+                from flask_login import AnonymousUserMixin
+
+                g._login_user = AnonymousUserMixin()
+                return render_template("core/error.html", code=code, title=title(),
+                                       message=message()), code
+            except Exception:  # answer plainly rather than not at all
                 from .app import discard_session
 
                 discard_session()

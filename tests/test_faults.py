@@ -405,3 +405,35 @@ def test_the_end_of_a_request_never_raises_on_a_dead_connection(app, monkeypatch
     monkeypatch.undo()
     with app.app_context():
         assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_signed_in_person_gets_the_503_page_when_the_database_is_gone(synced_app, monkeypatch):
+    """The error page itself needs the database for a signed-in person (their account, the
+    nav): it is shown as to a signed-out visitor instead of as plain text."""
+    import sqlite3
+
+    from sqlalchemy.engine.default import DefaultDialect
+
+    from .conftest import login, make_user
+
+    with synced_app.app_context():
+        from kb.extensions import db
+        from kb.models import add_org_unit
+
+        make_user("dep503", "deputy", add_org_unit("township", "停电镇"))
+        db.session.commit()
+    client = synced_app.test_client()
+    login(client, "dep503")
+
+    def gone(self, cursor, statement, parameters, context=None):
+        raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DefaultDialect, "do_execute", gone)
+        patch.setattr(DefaultDialect, "do_execute_no_params", gone)
+        response = client.get("/progress/")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.mimetype == "text/html" and "<html" in body and "Traceback" not in body
+    assert "dep503" not in body  # shown as to a signed-out visitor
+    assert client.get("/progress/").status_code == 200  # signed in again once it is back
