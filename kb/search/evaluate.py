@@ -222,15 +222,8 @@ class TermPostings:
                 if i is not None:
                     out[d] = (m._weights[i], m._values[i] if self.positional else None)
         else:
-            for d in docs:
-                if not m.is_active():
-                    break
-                if m.id() < d:
-                    m.skip_to(d)
-                    if not m.is_active():
-                        break
-                if m.id() == d:
-                    out[d] = (m.weight(), m.value() if self.positional else None)
+            for d in _seek(m, docs):
+                out[d] = (m.weight(), m.value() if self.positional else None)
         if excluded:
             for d in excluded.intersection(out):
                 del out[d]
@@ -244,6 +237,20 @@ class TermPostings:
         if self.scorer is None:
             return math.inf
         return self.scorer.max_quality() * boost
+
+
+def _seek(m, docs: Iterable[int]):
+    """Yield those of ``docs`` (ascending) that the matcher ``m`` matches, with ``m`` on each
+    when it is yielded (read its weight, value or score then)."""
+    for d in docs:
+        if not m.is_active():
+            return
+        if m.id() < d:
+            m.skip_to(d)
+            if not m.is_active():
+                return
+        if m.id() == d:
+            yield d
 
 
 def _read_block(m: W3LeafMatcher, values: bool = True) -> None:
@@ -381,15 +388,8 @@ class Segment:
                 out[m.id()] = m.score()
                 m.next()
             return out
-        for d in sorted(only):
-            if not m.is_active():
-                break
-            if m.id() < d:
-                m.skip_to(d)
-                if not m.is_active():
-                    break
-            if m.id() == d:
-                out[d] = m.score()
+        for d in _seek(m, sorted(only)):
+            out[d] = m.score()
         return out
 
     def bound(self, q) -> float:
