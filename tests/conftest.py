@@ -179,3 +179,18 @@ def make_user(username, role, org, name=None, phone=None, card=None, password="p
 def login(client, username, password="pw"):
     return client.post("/login", data={"login": username, "password": password},
                        follow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (skipped when it is missing,
+    failed under CI: tests/browser_support.require_chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser_support import launch_chromium, require_chromium
+
+    require_chromium()
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        yield chromium
+        chromium.close()

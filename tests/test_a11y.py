@@ -12,7 +12,6 @@ from .browser_support import (
     LiveServer,
     build_synced_app,
     dispose,
-    launch_chromium,
     require_chromium,
 )
 from .conftest import make_config
@@ -63,16 +62,6 @@ def served(tmp_path_factory):
         yield server
     dispose(app)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch_chromium(pw)
-        yield chromium
-        chromium.close()
 
 
 def test_core_pages_pass_axe(served, browser):

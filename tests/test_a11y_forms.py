@@ -12,7 +12,6 @@ from .browser_support import (
     LiveServer,
     build_synced_app,
     dispose,
-    launch_chromium,
     require_chromium,
 )
 from .conftest import make_config
@@ -40,21 +39,16 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def staff_page(served):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(**PHONE, bypass_csp=True)
-        answer = context.request.post(served.url + "/login", form={"login": "a-staff", "password": "pw"},
-                                      max_redirects=0)
-        assert answer.status == 302
-        page = context.new_page()
-        yield page, context
-        browser.close()
+def staff_page(served, browser):
+    context = browser.new_context(**PHONE, bypass_csp=True)
+    answer = context.request.post(served.url + "/login", form={"login": "a-staff", "password": "pw"},
+                                  max_redirects=0)
+    assert answer.status == 302
+    yield context.new_page(), context
+    context.close()
 
 
-def _check(page, context, served, what: str) -> list[str]:
+def _check(page, what: str) -> list[str]:
     """axe on the page as it is, then on the same document in large-font mode (the class the
     font cookie sets; the previews answer a POST, so they cannot simply be loaded again)."""
     problems = [f"{what}: {v}" for v in violations(page)]
@@ -81,12 +75,12 @@ def test_import_previews_pass_axe(served, staff_page):
     roster = template.body() + "无名氏,123,不存在的镇,代表,,男,汉族\r\n".encode()
     _upload(page, served, "/admin/users/import", "花名册.csv", roster, "text/csv")
     assert "/admin/users/import/" in page.url and page.locator("table").count() >= 1, page.url
-    problems += _check(page, context, served, "roster import preview")
+    problems += _check(page, "roster import preview")
 
     _upload(page, served, "/quizzes/admin/import", "题库.gift", GIFT.encode(), "text/plain",
             fill={"#slug": "a11y-bank"})
     assert page.locator("input[name=token]").count() == 1, page.url  # the preview, to confirm
-    problems += _check(page, context, served, "question import preview")
+    problems += _check(page, "question import preview")
 
     class_id = samplers(served.world)["class_id"][0]
     page.goto(served.url + f"/attendance/classes/{class_id}/enrol")
@@ -98,7 +92,7 @@ def test_import_previews_pass_axe(served, staff_page):
         with page.expect_navigation():
             form.locator("[type=submit]").first.click()
         assert page.locator("table").count() >= 1, page.url
-        problems += _check(page, context, served, "enrolment import preview")
+        problems += _check(page, "enrolment import preview")
     else:
         pytest.fail(f"no enrolment import form on /attendance/classes/{class_id}/enrol")
 

@@ -12,8 +12,6 @@ from .browser_support import (
     LiveServer,
     build_synced_app,
     dispose,
-    launch_chromium,
-    require_chromium,
 )
 from .conftest import make_config
 
@@ -22,16 +20,6 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 8_000
 BUDGET_S = 25
 
-
-@pytest.fixture
-def chromium():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def _world(app):
@@ -73,13 +61,13 @@ def _login(page, username):
         page.locator("main form button[type=submit]").click()
 
 
-def test_projector_qr_phone_check_in_and_live_page(chromium, tmp_path):
+def test_projector_qr_phone_check_in_and_live_page(browser, tmp_path):
     app = build_synced_app(make_config(tmp_path, WTF_CSRF_ENABLED=True))
     session_id = _world(app)
     errors = []
     started = time.monotonic()
     with LiveServer(app) as server:
-        organiser = chromium.new_context(base_url=server.url, locale="zh-CN")
+        organiser = browser.new_context(base_url=server.url, locale="zh-CN")
         organiser.set_default_timeout(TIMEOUT_MS)
         desk = organiser.new_page()
         desk.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -98,7 +86,7 @@ def test_projector_qr_phone_check_in_and_live_page(chromium, tmp_path):
         assert live.locator("#att-live-count").inner_text() == "0"
         assert "张代表" in live.locator("#att-missing").inner_text()
 
-        phone_ctx = chromium.new_context(base_url=server.url, **PHONE)
+        phone_ctx = browser.new_context(base_url=server.url, **PHONE)
         phone_ctx.set_default_timeout(TIMEOUT_MS)
         phone = phone_ctx.new_page()
         phone.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -17,8 +17,6 @@ from .browser_support import (
     LiveServer,
     build_synced_app,
     dispose,
-    launch_chromium,
-    require_chromium,
 )
 from .conftest import make_config
 
@@ -27,16 +25,6 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 8_000  # per action; the whole test must stay well under 20 s
 BUDGET_S = 20
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +37,8 @@ def live_server(tmp_path_factory):
 
 
 @pytest.fixture
-def phone(chromium, live_server):
-    context = chromium.new_context(base_url=live_server.url, **PHONE)
+def phone(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, **PHONE)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors = []
