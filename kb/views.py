@@ -346,28 +346,27 @@ def register_error_handlers(app):
         def handler(error):
             if wants_json():
                 return jsonify({"error": title(), "message": message(), "status": code}), code
-            try:
-                return render_template("core/error.html", code=code, title=title(),
-                                       message=message()), code
-            except Exception:  # the page itself failed (it needs the database, which is down)
-                if code not in (500, 503):
-                    raise
-                from .app import discard_session
+            # For a 500 or 503 the page itself can fail (it needs the database, which is down,
+            # for the signed-in person and their nav): then once more as a signed-out visitor,
+            # and at last as plain text rather than not at all.
+            for as_visitor in (False, True):
+                try:
+                    if as_visitor:
+                        from flask import g
 
-                discard_session()
-            try:  # the page once more as a signed-out visitor: no user to load, no panels
-                from flask import g
-                from flask_login import AnonymousUserMixin
+                        from .extensions import login_manager
 
-                g._login_user = AnonymousUserMixin()
-                return render_template("core/error.html", code=code, title=title(),
-                                       message=message()), code
-            except Exception:  # answer plainly rather than not at all
-                from .app import discard_session
+                        g._login_user = login_manager.anonymous_user()
+                    return render_template("core/error.html", code=code, title=title(),
+                                           message=message()), code
+                except Exception:
+                    if code not in (500, 503):
+                        raise
+                    from .app import discard_session
 
-                discard_session()
-                return (f"{code} {title()}\n{message()}\n", code,
-                        {"Content-Type": "text/plain; charset=utf-8"})
+                    discard_session()
+            return (f"{code} {title()}\n{message()}\n", code,
+                    {"Content-Type": "text/plain; charset=utf-8"})
         return handler
 
     app.register_error_handler(403, page(403, lambda: _("无权访问"), lambda: _("您没有查看此页面的权限。")))
