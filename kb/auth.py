@@ -7,12 +7,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import bindparam, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import or_, select
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from . import audit, ratelimit, throttle
+from . import audit, principal, ratelimit, throttle
 from .authz import login_required, public
 from .extensions import db, login_manager
 from .models import User, utcnow
@@ -23,19 +22,17 @@ bp = Blueprint("auth", __name__)
 OPEN_WHILE_CHANGING = {"auth.change_password", "auth.logout", "static", "core.healthz", "core.prefs"}
 
 
-_LOAD_USER = select(User).options(joinedload(User.org_unit)).where(User.id == bindparam("id"))
-
-
 @login_manager.user_loader
 def load_user(user_id: str):
     """The signed-in person, read afresh on every request (a role change or deactivation
-    takes effect at once); one SELECT built once, with the org unit plugins read on most
-    pages (scope, panels)."""
+    takes effect at once) with their org unit, which plugins read on most pages (scope,
+    panels): a read-only :class:`kb.principal.Principal` from one prebuilt SELECT;
+    ``.record()`` gives the mapped ``User``."""
     try:
         uid = int(user_id)
     except (TypeError, ValueError):
         return None
-    return db.session.scalars(_LOAD_USER, {"id": uid}).first()
+    return principal.load(uid)
 
 
 @bp.before_app_request
@@ -122,12 +119,20 @@ class PasswordForm(FlaskForm):
             raise ValidationError(_("密码太简单，请换一个。"))
 
 
+def _own_record() -> User:
+    """The signed-in person as the mapped ``User`` (to change it): ``current_user`` is a
+    read-only snapshot once the session's person has been loaded, a ``User`` right after
+    signing in."""
+    user = current_user._get_current_object()
+    return user.record() if isinstance(user, principal.Principal) else user
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def change_password():
     form = PasswordForm()
     if form.validate_on_submit():
-        user = current_user._get_current_object()
+        user = _own_record()
         refused = ratelimit.blocked(ratelimit.PASSWORD_CHECK, user.id)
         if refused is not None:
             form.current.errors.append(_("当前密码输错次数过多，请 %(n)s 分钟后再试。", n=refused.minutes))
