@@ -119,20 +119,12 @@ class PasswordForm(FlaskForm):
             raise ValidationError(_("密码太简单，请换一个。"))
 
 
-def _own_record() -> User:
-    """The signed-in person as the mapped ``User`` (to change it): ``current_user`` is a
-    read-only snapshot once the session's person has been loaded, a ``User`` right after
-    signing in."""
-    user = current_user._get_current_object()
-    return user.record() if isinstance(user, principal.Principal) else user
-
-
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def change_password():
     form = PasswordForm()
     if form.validate_on_submit():
-        user = _own_record()
+        user = current_user.record()  # the mapped User, to change it
         refused = ratelimit.blocked(ratelimit.PASSWORD_CHECK, user.id)
         if refused is not None:
             form.current.errors.append(_("当前密码输错次数过多，请 %(n)s 分钟后再试。", n=refused.minutes))

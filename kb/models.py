@@ -66,6 +66,10 @@ class OrgUnit(db.Model):
 
     parent: Mapped[OrgUnit | None] = relationship(remote_side=[id])
 
+    def record(self) -> OrgUnit:
+        """Itself (as :meth:`kb.principal.OrgSnapshot.record`)."""
+        return self
+
     def __repr__(self) -> str:
         return f"<OrgUnit {self.kind} {self.name}>"
 
@@ -109,6 +113,11 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
         return bool(self.active)
+
+    def record(self) -> User:
+        """Itself: ``current_user.record()`` is the mapped User whether ``current_user`` is this
+        or the per-request snapshot :class:`kb.principal.Principal`."""
+        return self
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password, method=password_method())

@@ -69,6 +69,7 @@ def test_read_only_and_record(papp):
             p.nonsense  # noqa: B018
         record = p.record()
         assert isinstance(record, User) and record.id == p.id
+        assert record.record() is record and p.org_unit.record().record() is p.org_unit.record()
         # User's methods work through the record; equality is by id, both ways
         assert p.check_password("pw") and not p.check_password("wrong")
         assert p == record and record == p and p != principal.load(ids["d1"] + 1000)
