@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from flask import Flask, current_app, g, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -50,6 +51,22 @@ def _select_locale():
     return None  # Flask-Babel falls back to BABEL_DEFAULT_LOCALE (zh_CN)
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer made once per secret key
+    (and fallbacks) instead of on every request and every cookie written. The serializer holds
+    no per-request state, so threads can share it; a changed ``SECRET_KEY`` or
+    ``SECRET_KEY_FALLBACKS`` makes a new one."""
+
+    _made: tuple | None = None
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        made = self._made
+        if made is None or made[0] != keys:
+            made = self._made = (keys, super().get_signing_serializer(app))
+        return made[1]
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Create and configure an app; ``test_config`` overrides environment and defaults."""
     instance = os.environ.get("KB_INSTANCE_DIR") or (test_config or {}).get("INSTANCE_DIR")
@@ -61,6 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.update(test_config)
     app.config.from_mapping(settings)
     _check_config(app)
+    app.session_interface = CookieSessions()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     url = kb_config.sqlalchemy_url(app.config["DATABASE_URL"])

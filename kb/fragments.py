@@ -117,7 +117,8 @@ def _size(value) -> int:
         return len(value)
     if isinstance(value, tuple):
         return sum(_size(v) for v in value)
-    return 1
+    html = getattr(value, "html", None)  # a record (kb.records.Panel, Card): its HTML
+    return len(html) if isinstance(html, str) else 1
 
 
 def worker_cache(name: str, max_entries: int = 128, max_chars: int = 8_000_000) -> FragmentCache:

@@ -279,3 +279,19 @@ def test_cached_lesson_pages_follow_the_viewer(synced_app, client):
     assert "退出" in text(client.get("/courses/basics/presidium"))
     other = synced_app.test_client()
     assert "退出" not in text(other.get("/courses/basics/presidium"))
+
+
+def test_session_cookie_follows_a_secret_key_rotation(synced_app):
+    """The session serializer is made once per key set (kb.app.CookieSessions): a new
+    SECRET_KEY signs out everyone, unless the old key is listed in SECRET_KEY_FALLBACKS."""
+    add_user(synced_app, "rot", "deputy")
+    client = synced_app.test_client()
+    login(client, "rot")
+    assert b'action="/logout"' in client.get("/").data
+    old = synced_app.config["SECRET_KEY"]
+    synced_app.config["SECRET_KEY"] = old + "-new"
+    assert b'action="/logout"' not in client.get("/").data
+    synced_app.config["SECRET_KEY_FALLBACKS"] = [old]
+    assert b'action="/logout"' in client.get("/").data
+    synced_app.config["SECRET_KEY_FALLBACKS"] = []
+    assert b'action="/logout"' not in client.get("/").data

@@ -117,12 +117,11 @@ def kb_lesson_panels(lesson, user):
     key = (str(get_locale()), request.script_root, lesson.id, need, tuple(row) if row else None)
 
     def render():
-        return Shell(render_template("progress/panel.html", lesson=lesson, row=row, need=need,
-                                     csrf_token=lambda: hole("csrf")))
+        return _("学习进度"), Shell(render_template(
+            "progress/panel.html", lesson=lesson, row=row, need=need, csrf_token=lambda: hole("csrf")))
 
-    shell = worker_cache("progress.lesson_panels", 512, 2_000_000).get(key, render)
-    return [Panel(key="progress", title=_("学习进度"), html=shell.fill({"csrf": csrf_value}),
-                  order=10)]
+    title, shell = worker_cache("progress.lesson_panels", 512, 2_000_000).get(key, render)
+    return [Panel(key="progress", title=title, html=shell.fill({"csrf": csrf_value}), order=10)]
 
 
 @hookimpl

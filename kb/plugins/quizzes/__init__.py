@@ -79,13 +79,13 @@ def kb_lesson_panels(lesson, user):
     key = (str(get_locale()), request.script_root, rows)
 
     def render():
-        return Markup(render_template("quizzes/panel.html", rows=[
-            {"quiz": {"slug": slug, "title": title},
-             "best": None if score is None else {"score": score, "passed": passed}}
-            for slug, title, score, passed in rows]))
+        return Panel(key="quizzes", title=str(_l("本课程测验")), order=50, html=Markup(render_template(
+            "quizzes/panel.html", rows=[
+                {"quiz": {"slug": slug, "title": title},
+                 "best": None if score is None else {"score": score, "passed": passed}}
+                for slug, title, score, passed in rows])))
 
-    html = worker_cache("quizzes.lesson_panels", 512, 2_000_000).get(key, render)
-    return [Panel(key="quizzes", title=str(_l("本课程测验")), html=html, order=50)]
+    return [worker_cache("quizzes.lesson_panels", 512, 2_000_000).get(key, render)]
 
 
 def db_scalars(query):
