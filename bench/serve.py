@@ -34,12 +34,37 @@ from .common import (
 DEPUTY = "t1-d01"
 
 
+QUIZ = """\
+title: 本课程测验（基准）
+course: {course}
+pass_score: 60
+questions:
+  - id: q1
+    type: truefalse
+    stem: 这门课程收录了《{law}》。
+    answer: 对
+    explanation: 基准测试生成的课程，每部法律一课。
+    lesson: {course}/{slug}
+"""
+
+
+def write_quizzes(config: dict, picked: dict) -> None:
+    """One quiz for each measured lesson's course, so the deputy's page shows the quizzes
+    panel as well as the progress panel ("all plugin panels shown")."""
+    folder = Path(config["QUIZZES_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lesson in picked.items():
+        (folder / f"bench-{name}.yaml").write_text(
+            QUIZ.format(course=lesson.course, slug=lesson.slug, law=lesson.title.replace('"', "")), encoding="utf-8")
+
+
 def sync_sqlite(config: dict) -> dict:
-    """Load the courses into a fresh SQLite database (no search index: pages don't need it)."""
+    """Load the courses and quizzes into a fresh SQLite database (no search index: pages
+    don't need it)."""
     from kb import create_app
     from kb.cli import ensure_database
     from kb.content.sync import CourseSyncer
-    from kb.records import SyncReport
+    from kb.records import SyncReport, SyncSettings
 
     app = create_app(config)
     t = time.perf_counter()
@@ -47,6 +72,10 @@ def sync_sqlite(config: dict) -> dict:
         ensure_database(app)
         report = SyncReport()
         CourseSyncer(Path(config["COURSES_DIR"]), report).run()
+        app.extensions["kb.pm"].hook.kb_content_sync(app=app, report=report, settings=SyncSettings(
+            courses_dir=Path(config["COURSES_DIR"]), quizzes_dir=Path(config["QUIZZES_DIR"])))
+        if report.errors:
+            raise RuntimeError(f"sync errors: {report.errors[:3]}")
         from kb.extensions import db
 
         db.engine.dispose()
@@ -138,9 +167,10 @@ def run(config: dict, lessons, out_dir: Path, rounds: int = 3, duration: int = 1
         password: str = "lvzhi2026") -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed")
+    picked = pick_lessons(lessons)
+    write_quizzes(config, picked)
     figures = sync_sqlite(config)
     run_demo(config)
-    picked = pick_lessons(lessons)
     raw_dir = out_dir / "raw-pages"
     raw_dir.mkdir(parents=True, exist_ok=True)
     env = config_env(config)
@@ -174,6 +204,9 @@ def run(config: dict, lessons, out_dir: Path, rounds: int = 3, duration: int = 1
             st2, body_user, _ = fetch(url, cookie)
             if st2 != 200 or b'action="/logout"' not in body_user:
                 raise RuntimeError(f"{url}: not logged in with the deputy's cookie")
+            if (b'/progress/' not in body_user or f'/quizzes/bench-{name}'.encode() not in body_user
+                    or b'/quizzes/' in body):
+                raise RuntimeError(f"{url}: the deputy's page lacks the progress or quizzes panel")
             pages[name] = {"url": url.replace(base, ""), "course": lesson.course,
                            "law": lesson.title, "bytes_anonymous": len(body),
                            "bytes_deputy": len(body_user),
