@@ -129,17 +129,37 @@ def worker_cache(name: str, max_entries: int = 128, max_chars: int = 8_000_000) 
     return cache
 
 
+def page_key() -> tuple[str, str]:
+    """(locale, URL prefix) of this request: what the words and links of every cached
+    fragment depend on besides its own key. Worked out once per request (Flask-Babel's
+    ``get_locale`` costs several context look-ups per call, and a signed-in lesson page asks
+    about ten times), kept in ``g`` with the request and the locale object it was made from,
+    so ``flask_babel.refresh()`` (which drops that object) still takes effect."""
+    from flask import g, request
+    from flask_babel import get_locale
+
+    ctx_g = g._get_current_object()
+    req = request._get_current_object()  # g can outlive a request (an app context held open)
+    babel = ctx_g.__dict__.get("_flask_babel")
+    hit = ctx_g.__dict__.get("_kb_page_key")
+    if (hit is not None and hit[1] is req and babel is not None
+            and getattr(babel, "babel_locale", None) is hit[0]):
+        return hit[2]
+    locale = get_locale()
+    key = (str(locale), req.script_root)
+    ctx_g._kb_page_key = (locale, req, key)
+    return key
+
+
 def per_locale(name: str, key, make):
     """``make()``, kept per worker for ``key`` within this request's locale and URL prefix:
     for hook answers that depend only on ``key`` (e.g. a role) and on the language and links
     (nav items, asset URLs). Returns a tuple."""
-    from flask import has_request_context, request
-    from flask_babel import get_locale
+    from flask import has_request_context
 
     if not has_request_context():  # e.g. a hook called from the command line: nothing kept
         return tuple(make())
-    return worker_cache(name, 64).get((str(get_locale()), request.script_root, key),
-                                      lambda: tuple(make()))
+    return worker_cache(name, 64).get((*page_key(), key), lambda: tuple(make()))
 
 
 def hashable(key) -> bool:

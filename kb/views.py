@@ -181,11 +181,9 @@ def _lesson_page(cat, fragment_key, page, article, pager):
 
 
 def _lesson_fragments(cat, course, lesson, prev_lesson, next_lesson, position, count):
-    from flask_babel import get_locale
+    from .fragments import page_key, worker_cache
 
-    from .fragments import worker_cache
-
-    key = (lesson.key, lesson.content_hash, str(get_locale()), request.script_root, position, count,
+    key = (lesson.key, lesson.content_hash, *page_key(), position, count,
            prev_lesson.key if prev_lesson else None, next_lesson.key if next_lesson else None)
 
     def render():

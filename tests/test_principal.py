@@ -38,6 +38,8 @@ def test_load_reads_columns_and_org_without_secrets(papp):
         assert p.is_authenticated and p.is_active and not p.is_anonymous
         assert p.get_id() == str(ids["d1"])
         assert "password_hash" not in vars(p) and "otp_hash" not in vars(p)
+        # columns outside the snapshot come from the mapped User
+        assert "created_at" not in vars(p) and p.created_at == p.record().created_at is not None
         assert p.org_unit.name == "甲一镇" and p.org_unit.kind == "township"
         assert p.org_unit.path.endswith(f"/{ids['town']}/")
         # the relationship beyond the snapshot comes from the mapped OrgUnit

@@ -105,16 +105,13 @@ def panel_state(user_id: int, lesson_id: int):
 def kb_lesson_panels(lesson, user):
     if not getattr(user, "is_authenticated", False):
         return []
-    from flask import request
-    from flask_babel import get_locale
-
-    from kb.fragments import Shell, csrf_value, hole, worker_cache
+    from kb.fragments import Shell, csrf_value, hole, page_key, worker_cache
 
     row = panel_state(user.id, lesson.id)
     need = rules.min_seconds(lesson.minutes)
     # The panel shows only the row's figures (never who it belongs to), so it is cached by
     # them; the CSRF token of the person's session is a hole filled per request.
-    key = (str(get_locale()), request.script_root, lesson.id, need, tuple(row) if row else None)
+    key = (*page_key(), lesson.id, need, tuple(row) if row else None)
 
     def render():
         return _("学习进度"), Shell(render_template(

@@ -65,10 +65,7 @@ def kb_nav_items(user):
 def kb_lesson_panels(lesson, user):
     if not user.is_authenticated:
         return []
-    from flask import request
-    from flask_babel import get_locale
-
-    from kb.fragments import worker_cache
+    from kb.fragments import page_key, worker_cache
 
     from . import service
 
@@ -76,7 +73,7 @@ def kb_lesson_panels(lesson, user):
     if not rows:
         return []
     # The panel shows only the quizzes and the scores in ``rows`` (never whose they are).
-    key = (str(get_locale()), request.script_root, rows)
+    key = (*page_key(), rows)
 
     def render():
         return Panel(key="quizzes", title=str(_l("本课程测验")), order=50, html=Markup(render_template(

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import func, insert, or_, select, text, update
+from sqlalchemy import String, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from kb import db, emit
@@ -60,9 +60,15 @@ def _panel_rows_statement(admin: bool):
                                          & (a.c.status == "submitted")))
                 .where(q.c.is_active.is_(True), q.c.course_slug == bindparam("course_slug"))
                 .order_by(q.c.title, q.c.id, a.c.number))
-        if not admin:  # the rule of visible_quizzes_query
-            stmt = stmt.where(or_(q.c.origin == "file", q.c.org_unit_id.is_(None),
-                                  q.c.org_unit_id.in_(bindparam("ancestors", expanding=True))))
+        if not admin:
+            # The rule of visible_quizzes_query, with "the bank's unit is one of the person's
+            # ancestors (or their own)" as "the person's org path starts with the bank unit's
+            # path": one plain parameter, where a list of ids would be expanded into the SQL on
+            # every execution.
+            o = OrgUnit.__table__
+            stmt = stmt.outerjoin(o, o.c.id == q.c.org_unit_id).where(or_(
+                q.c.origin == "file", q.c.org_unit_id.is_(None),
+                bindparam("org_path", type_=String).like(o.c.path + "%")))
         stmt = _PANEL_ROWS[admin] = stmt
     return stmt
 
@@ -75,7 +81,8 @@ def lesson_panel_rows(user, course_slug: str) -> tuple:
     admin = getattr(user, "role", None) == "admin"
     params = {"user_id": user.id, "course_slug": course_slug}
     if not admin:
-        params["ancestors"] = _ancestor_ids(user) or [-1]
+        org = getattr(user, "org_unit", None)
+        params["org_path"] = org.path if org is not None else None
     best: dict[str, list] = {}
     for slug, title, grading, number, score, passed in db.session.connection().execute(
             _panel_rows_statement(admin), params):
