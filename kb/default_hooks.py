@@ -20,10 +20,19 @@ def kb_nav_items(user):
 
 
 def _nav(staff: bool):
-    items = [NavItem(key="laws", label=_("法律法规"), url="/laws", order=50)]
+    items = [NavItem(key="laws", label=_("法律法规"), url=_link("laws.index", "/laws"), order=50)]
     if staff:
-        items.append(NavItem(key="admin", label=_("管理"), url="/admin/users", order=900))
+        items.append(NavItem(key="admin", label=_("管理"), url=_link("people.users", "/admin/users"),
+                             order=900))
     return items
+
+
+def _link(endpoint: str, path: str) -> str:
+    """The endpoint's URL under this request's prefix; the bare path when the hook is asked
+    outside a request (e.g. a plugin check from the command line)."""
+    from flask import has_request_context, url_for
+
+    return url_for(endpoint) if has_request_context() else path
 
 
 @hookimpl(trylast=True)

@@ -295,3 +295,16 @@ def test_session_cookie_follows_a_secret_key_rotation(synced_app):
     assert b'action="/logout"' in client.get("/").data
     synced_app.config["SECRET_KEY_FALLBACKS"] = []
     assert b'action="/logout"' not in client.get("/").data
+
+
+def test_core_nav_links_follow_the_url_prefix(synced_app):
+    """Served under a prefix (SCRIPT_NAME, e.g. behind a proxy at /kb/), the core's nav links
+    point inside it, like every other link; the same worker still serves unprefixed pages."""
+    add_user(synced_app, "navstaff", "county_staff")
+    client = synced_app.test_client()
+    login(client, "navstaff")
+    prefixed = text(client.get("/", base_url="http://localhost/kb/"))
+    assert 'href="/kb/laws"' in prefixed and 'href="/kb/admin/users"' in prefixed
+    assert 'href="/laws"' not in prefixed
+    plain = text(client.get("/"))
+    assert 'href="/laws"' in plain and 'href="/admin/users"' in plain
