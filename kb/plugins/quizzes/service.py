@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import String, func, insert, or_, select, text, update
+from sqlalchemy import String, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from kb import db, emit
@@ -28,11 +28,19 @@ class QuizError(Exception):
 
 # -- visibility ---------------------------------------------------------------------------------
 
-def _ancestor_ids(user) -> list[int]:
+def _org_path(user) -> str | None:
     org = getattr(user, "org_unit", None)
-    if org is None:
-        return []
-    return [int(p) for p in (org.path or "").strip("/").split("/") if p]
+    return org.path if org is not None else None
+
+
+def _county_rule(org_path):
+    """Who may see a quiz, for a person whose org path is ``org_path`` (a bound parameter):
+    shipped quizzes, banks imported without a unit, and banks of the person's own unit or a
+    unit above it, i.e. the person's path starts with the bank unit's materialised path (one
+    primary-key look-up per bank; no person's org path means none of those banks)."""
+    o = OrgUnit.__table__
+    return or_(Quiz.origin == "file", Quiz.org_unit_id.is_(None),
+               exists().where(o.c.id == Quiz.org_unit_id, org_path.like(o.c.path + "%")))
 
 
 def visible_quizzes_query(user):
@@ -40,8 +48,7 @@ def visible_quizzes_query(user):
     q = select(Quiz).where(Quiz.is_active.is_(True))
     if getattr(user, "role", None) == "admin":
         return q
-    return q.where(or_(Quiz.origin == "file", Quiz.org_unit_id.is_(None),
-                       Quiz.org_unit_id.in_(_ancestor_ids(user) or [-1])))
+    return q.where(_county_rule(literal(_org_path(user), String)))
 
 
 _PANEL_ROWS: dict = {}
@@ -60,15 +67,8 @@ def _panel_rows_statement(admin: bool):
                                          & (a.c.status == "submitted")))
                 .where(q.c.is_active.is_(True), q.c.course_slug == bindparam("course_slug"))
                 .order_by(q.c.title, q.c.id, a.c.number))
-        if not admin:
-            # The rule of visible_quizzes_query, with "the bank's unit is one of the person's
-            # ancestors (or their own)" as "the person's org path starts with the bank unit's
-            # path": one plain parameter, where a list of ids would be expanded into the SQL on
-            # every execution.
-            o = OrgUnit.__table__
-            stmt = stmt.outerjoin(o, o.c.id == q.c.org_unit_id).where(or_(
-                q.c.origin == "file", q.c.org_unit_id.is_(None),
-                bindparam("org_path", type_=String).like(o.c.path + "%")))
+        if not admin:  # the rule of visible_quizzes_query
+            stmt = stmt.where(_county_rule(bindparam("org_path", type_=String)))
         stmt = _PANEL_ROWS[admin] = stmt
     return stmt
 
@@ -81,8 +81,7 @@ def lesson_panel_rows(user, course_slug: str) -> tuple:
     admin = getattr(user, "role", None) == "admin"
     params = {"user_id": user.id, "course_slug": course_slug}
     if not admin:
-        org = getattr(user, "org_unit", None)
-        params["org_path"] = org.path if org is not None else None
+        params["org_path"] = _org_path(user)
     best: dict[str, list] = {}
     for slug, title, grading, number, score, passed in db.session.connection().execute(
             _panel_rows_statement(admin), params):
@@ -116,8 +115,7 @@ def managed_quizzes_query(user):
     q = select(Quiz).where(Quiz.is_active.is_(True))
     if user.role == "admin":
         return q
-    return q.where(or_(Quiz.origin == "file", Quiz.org_unit_id.is_(None),
-                       Quiz.org_unit_id.in_(_ancestor_ids(user) or [-1])))
+    return q.where(_county_rule(literal(_org_path(user), String)))
 
 
 # -- attempts -----------------------------------------------------------------------------------
