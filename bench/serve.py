@@ -206,7 +206,8 @@ def run(config: dict, lessons, out_dir: Path, rounds: int = 3, duration: int = 1
                 raise RuntimeError(f"{url}: not logged in with the deputy's cookie")
             if (b'/progress/' not in body_user or f'/quizzes/bench-{name}'.encode() not in body_user
                     or b'/quizzes/' in body):
-                raise RuntimeError(f"{url}: the deputy's page lacks the progress or quizzes panel")
+                raise RuntimeError(f"{url}: the deputy's page lacks the progress or quizzes "
+                                   "panel, or the anonymous page shows one")
             pages[name] = {"url": url.replace(base, ""), "course": lesson.course,
                            "law": lesson.title, "bytes_anonymous": len(body),
                            "bytes_deputy": len(body_user),

@@ -14,8 +14,8 @@ id, username, name, role, org unit, the password-change flag, active), and ``org
 changes the person, or hands them to the ORM (a relationship, ``db.session.add``), takes the
 mapped object with :meth:`Principal.record`; any other attribute of ``User`` (another column, a
 method such as ``check_password``, a relationship) is looked up on that record, loaded on first
-use, so plugin code written against ``User`` keeps working. Equality follows Flask-Login's ``UserMixin``: a
-principal equals the ``User`` with the same id.
+use, so plugin code written against ``User`` keeps working. Equality is Flask-Login's
+``UserMixin``'s: a principal equals the ``User`` with the same id.
 """
 
 from __future__ import annotations
@@ -114,11 +114,6 @@ class Principal(_Snapshot, UserMixin):
     @property
     def is_active(self) -> bool:  # as User.is_active: Flask-Login refuses inactive accounts
         return bool(self.__dict__["active"])
-
-    def __eq__(self, other):
-        return UserMixin.__eq__(self, other)
-
-    __hash__ = UserMixin.__hash__
 
     def __repr__(self) -> str:
         return f"<Principal {self.username} {self.role}>"
