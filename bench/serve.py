@@ -32,6 +32,12 @@ from .common import (
 )
 
 DEPUTY = "t1-d01"
+# Every request of the benchmark (login, checks, wrk) carries this User-Agent, as one browser
+# would. Flask-Login's session protection fingerprints the address and User-Agent at login: a
+# client that logged in with one User-Agent and then sends another (wrk sends none) has
+# "_fresh" cleared and the session cookie re-signed and set on every response, since wrk
+# never takes the new cookie. A reader's browser pays that at most once.
+USER_AGENT = "kb-bench/1 (wrk)"
 
 
 QUIZ = """\
@@ -110,7 +116,9 @@ def pick_lessons(lessons) -> dict[str, object]:
 
 def _opener():
     jar = http.cookiejar.CookieJar()
-    return jar, urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.addheaders = [("User-Agent", USER_AGENT)]
+    return jar, opener
 
 
 def login(base: str, password: str) -> str:
@@ -130,10 +138,15 @@ def login(base: str, password: str) -> str:
     return f"session={cookies['session']}"
 
 
-def fetch(url: str, cookie: str | None = None) -> tuple[int, bytes, str]:
-    req = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+def fetch(url: str, cookie: str | None = None, with_headers: bool = False):
+    """(status, body, content type), and the response headers when ``with_headers``."""
+    headers = {"User-Agent": USER_AGENT}
+    if cookie:
+        headers["Cookie"] = cookie
+    req = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(req, timeout=30) as r:
-        return r.status, r.read(), r.headers.get("Content-Type", "")
+        out = (r.status, r.read(), r.headers.get("Content-Type", ""))
+        return (*out, r.headers) if with_headers else out
 
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -144,7 +157,7 @@ _ERRORS = re.compile(r"Socket errors:(.*)")
 
 def wrk(url: str, duration: int, cookie: str | None = None, threads: int = 2,
         connections: int = 20) -> dict:
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s"]
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-H", f"User-Agent: {USER_AGENT}"]
     if cookie:
         args += ["-H", f"Cookie: {cookie}"]
     out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60)
@@ -201,9 +214,13 @@ def run(config: dict, lessons, out_dir: Path, rounds: int = 3, duration: int = 1
             status, body, ctype = fetch(url)
             if status != 200:
                 raise RuntimeError(f"{url}: {status}")
-            st2, body_user, _ = fetch(url, cookie)
+            st2, body_user, _, headers = fetch(url, cookie, with_headers=True)
             if st2 != 200 or b'action="/logout"' not in body_user:
                 raise RuntimeError(f"{url}: not logged in with the deputy's cookie")
+            if headers.get("Set-Cookie"):
+                raise RuntimeError(f"{url}: the deputy's page view sets a cookie "
+                                   f"({headers['Set-Cookie'][:60]}...): wrk would measure the "
+                                   "session being re-signed on every request")
             if (b'/progress/' not in body_user or f'/quizzes/bench-{name}'.encode() not in body_user
                     or b'/quizzes/' in body):
                 raise RuntimeError(f"{url}: the deputy's page lacks the progress or quizzes "
