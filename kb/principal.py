@@ -4,7 +4,7 @@ Flask-Login asks for the signed-in person on nearly every request (the password-
 reads it first), and most pages only read a few of their columns: id, name, role, the org
 unit's id and path. Loading a mapped :class:`~kb.models.User` costs several times what the
 SELECT itself costs (an ORM context, row processors built per execution, the identity map), so
-the loader reads the person and their org unit with one prebuilt Core statement into a
+the loader reads the person and their org unit with one prebuilt statement into a
 :class:`Principal`. It is read afresh on every request, so a role change or a deactivation
 still takes effect on the next page.
 
@@ -24,6 +24,7 @@ from flask_login import UserMixin
 from sqlalchemy import bindparam, select
 
 from .extensions import db
+from .hotread import HotRead
 from .models import OrgUnit, User
 
 # What pages, scope checks and panels read on most requests. The rest (phone, card number,
@@ -32,24 +33,20 @@ from .models import OrgUnit, User
 USER_COLUMNS = ("id", "username", "name", "role", "org_unit_id", "must_change_password", "active")
 ORG_COLUMNS = tuple(c.key for c in OrgUnit.__table__.c)
 
-_STATEMENT = None
-
-
 def _statement():
-    global _STATEMENT
-    if _STATEMENT is None:
-        u, o = User.__table__, OrgUnit.__table__
-        _STATEMENT = (
-            select(*(u.c[k] for k in USER_COLUMNS), *(o.c[k].label(f"org__{k}") for k in ORG_COLUMNS))
+    u, o = User.__table__, OrgUnit.__table__
+    return (select(*(u.c[k] for k in USER_COLUMNS), *(o.c[k].label(f"org__{k}") for k in ORG_COLUMNS))
             .select_from(u.outerjoin(o, u.c.org_unit_id == o.c.id))
             .where(u.c.id == bindparam("id")))
-    return _STATEMENT
+
+
+_READ = HotRead(_statement)
 
 
 def load(user_id: int) -> Principal | None:
     """The person with ``user_id`` and their org unit, or None: one SELECT on the request's
-    database session (so it shares its transaction)."""
-    row = db.session.connection().execute(_statement(), {"id": user_id}).first()
+    database session (so it shares its transaction), on the driver's cursor (:mod:`kb.hotread`)."""
+    row = _READ.first({"id": user_id})
     if row is None:
         return None
     n = len(USER_COLUMNS)

@@ -19,6 +19,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 
 from kb import hookimpl
+from kb.hotread import HotRead
 from kb.records import Asset, Card, MigrationDir, NavItem, Panel
 
 from . import (
@@ -82,23 +83,21 @@ def kb_page_assets(endpoint, user):
     return []
 
 
-_PANEL_STATE = None
+def _panel_state_statement():
+    from sqlalchemy import bindparam, select
+
+    t = models.LessonProgress.__table__
+    return select(t.c.seconds, t.c.max_scroll, t.c.last_scroll, t.c.completed_at).where(
+        t.c.user_id == bindparam("user_id"), t.c.lesson_id == bindparam("lesson_id"))
+
+
+_PANEL_STATE = HotRead(_panel_state_statement)
 
 
 def panel_state(user_id: int, lesson_id: int):
     """(seconds, max_scroll, last_scroll, completed_at) of the person's row for the lesson, or
-    None: one Core query, no ORM objects."""
-    global _PANEL_STATE
-    if _PANEL_STATE is None:
-        from sqlalchemy import bindparam, select
-
-        t = models.LessonProgress.__table__
-        _PANEL_STATE = select(t.c.seconds, t.c.max_scroll, t.c.last_scroll, t.c.completed_at).where(
-            t.c.user_id == bindparam("user_id"), t.c.lesson_id == bindparam("lesson_id"))
-    from kb import db
-
-    return db.session.connection().execute(_PANEL_STATE, {"user_id": user_id,
-                                                          "lesson_id": lesson_id}).first()
+    None: one query on the driver's cursor (:mod:`kb.hotread`), no ORM objects."""
+    return _PANEL_STATE.first({"user_id": user_id, "lesson_id": lesson_id})
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kb import db, emit
 from kb.events import QuizPassed
+from kb.hotread import HotRead
 from kb.models import OrgUnit, User, report_members, utcnow
 
 from .grading import grade
@@ -51,26 +52,24 @@ def visible_quizzes_query(user):
     return q.where(_county_rule(literal(_org_path(user), String)))
 
 
-_PANEL_ROWS: dict = {}
-
-
 def _panel_rows_statement(admin: bool):
-    """The statement of :func:`lesson_panel_rows`, built once per worker (bound parameters)."""
-    stmt = _PANEL_ROWS.get(admin)
-    if stmt is None:
-        from sqlalchemy import bindparam
+    """The statement of :func:`lesson_panel_rows` (bound parameters)."""
+    from sqlalchemy import bindparam
 
-        q, a = Quiz.__table__, Attempt.__table__
-        stmt = (select(q.c.slug, q.c.title, q.c.grading, a.c.number, a.c.score, a.c.passed)
-                .select_from(q.outerjoin(a, (a.c.quiz_id == q.c.id)
-                                         & (a.c.user_id == bindparam("user_id"))
-                                         & (a.c.status == "submitted")))
-                .where(q.c.is_active.is_(True), q.c.course_slug == bindparam("course_slug"))
-                .order_by(q.c.title, q.c.id, a.c.number))
-        if not admin:  # the rule of visible_quizzes_query
-            stmt = stmt.where(_county_rule(bindparam("org_path", type_=String)))
-        stmt = _PANEL_ROWS[admin] = stmt
+    q, a = Quiz.__table__, Attempt.__table__
+    stmt = (select(q.c.slug, q.c.title, q.c.grading, a.c.number, a.c.score, a.c.passed)
+            .select_from(q.outerjoin(a, (a.c.quiz_id == q.c.id)
+                                     & (a.c.user_id == bindparam("user_id"))
+                                     & (a.c.status == "submitted")))
+            .where(q.c.is_active.is_(True), q.c.course_slug == bindparam("course_slug"))
+            .order_by(q.c.title, q.c.id, a.c.number))
+    if not admin:  # the rule of visible_quizzes_query
+        stmt = stmt.where(_county_rule(bindparam("org_path", type_=String)))
     return stmt
+
+
+# Made on nearly every signed-in lesson page: on the driver's cursor (kb.hotread).
+_PANEL_ROWS = {admin: HotRead(lambda admin=admin: _panel_rows_statement(admin)) for admin in (False, True)}
 
 
 def lesson_panel_rows(user, course_slug: str) -> tuple:
@@ -83,8 +82,7 @@ def lesson_panel_rows(user, course_slug: str) -> tuple:
     if not admin:
         params["org_path"] = _org_path(user)
     best: dict[str, list] = {}
-    for slug, title, grading, number, score, passed in db.session.connection().execute(
-            _panel_rows_statement(admin), params):
+    for slug, title, grading, number, score, passed in _PANEL_ROWS[admin].all(params):
         entry = best.setdefault(slug, [title, None])
         if number is None:
             continue
