@@ -268,7 +268,9 @@ class ContentProblem(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(String(500))
     line: Mapped[int] = mapped_column(Integer, default=0)
-    message: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)  # in Chinese, the source language
+    # {"msgid", "args"} of the message (kb.i18n.storable), to show it in the reader's language
+    message_i18n: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     severity: Mapped[str] = mapped_column(String(10), default="error")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -132,7 +132,8 @@ class SyncReport:
         d[kind] = d.get(kind, 0) + n
 
     def problem(self, path, line: int, message: str, severity: str = "error") -> None:
-        self.problems.append(Problem(str(path), line, message, severity))
+        """Add a problem; ``message`` may be an ``_l()`` text (shown in the current language)."""
+        self.problems.append(Problem(str(path), line, str(message), severity))
 
     @property
     def errors(self) -> list[Problem]:

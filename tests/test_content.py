@@ -33,6 +33,15 @@ def messages(report):
     return [str(p) for p in report.problems]
 
 
+@pytest.fixture(autouse=True)
+def english_messages(request):
+    """Most tests here read the problems in the English catalogue, as an operator with
+    ``KB_LOCALE=en`` (or ``LANG=en_…``) sees them; the Chinese default and the language of
+    problems kept from an earlier sync are tested on their own below."""
+    if "app" in request.fixturenames:
+        request.getfixturevalue("app").config["CLI_LOCALE"] = "en"
+
+
 def test_sync_loads_courses_and_lessons_in_order(app):
     report = run_sync(app)
     assert report.added == {"course": 2, "lesson": 4}
@@ -122,7 +131,7 @@ def test_unknown_field_names_its_line(app, courses):
 def test_missing_title(app, courses):
     write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
     report = run_sync(app)
-    assert "courses/basics/03-untitled.md:1: missing title" in messages(report)
+    assert "courses/basics/03-untitled.md:1: The title is missing" in messages(report)
     assert report.added["lesson"] == 4
 
 
@@ -138,7 +147,7 @@ def test_gbk_file_is_read_with_a_warning(app, courses):
 def test_empty_file(app, courses):
     write(courses / "basics" / "03-empty.md", "")
     report = run_sync(app)
-    assert "courses/basics/03-empty.md:1: file is empty" in messages(report)
+    assert "courses/basics/03-empty.md:1: The file is empty" in messages(report)
 
 
 def test_binary_file(app, courses):
@@ -177,9 +186,37 @@ def test_problems_of_unchanged_files_are_still_reported(app, courses):
     write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
     run_sync(app)
     second = run_sync(app)
-    assert any("03-untitled.md:1: missing title" in m for m in messages(second))
+    assert any("03-untitled.md:1: The title is missing" in m for m in messages(second))
     (courses / "basics" / "03-untitled.md").unlink()
     assert not any("03-untitled" in m for m in messages(run_sync(app)))
+
+
+def test_problems_are_chinese_by_default_and_follow_the_operator_language(app, courses, runner):
+    """The messages are Chinese unless the operator's language is English; a problem kept
+    from an earlier sync (the file is unchanged, so not read again) is printed in the
+    language of the sync that prints it, not of the one that found it."""
+    app.config.pop("CLI_LOCALE")
+    write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\ncolour: red\n---\n正文\n")
+    write(courses / "basics" / "04-links.md", "---\ntitle: 链接\n---\n见[无此课](09-nothing.md)。\n")
+    msgs = messages(run_sync(app))
+    assert "courses/basics/03-untitled.md:1: 缺少标题（title）" in msgs
+    assert any(m.startswith("courses/basics/03-untitled.md:3: 未知字段 'colour'（可用字段：") for m in msgs)
+    assert "courses/basics/04-links.md:4: 链接 09-nothing.md 失效：没有这篇课文" in msgs
+    result = runner.invoke(["sync"])
+    assert "courses/basics/03-untitled.md:1: 缺少标题（title）" in result.output
+    app.config["CLI_LOCALE"] = "en"
+    msgs = messages(run_sync(app))
+    assert "courses/basics/03-untitled.md:1: The title is missing" in msgs
+    assert "courses/basics/04-links.md:4: broken link to 09-nothing.md: no such lesson" in msgs
+    with app.app_context():
+        from kb.models import ContentProblem
+
+        row = db.session.scalar(select(ContentProblem).where(ContentProblem.line == 1,
+                                                             ContentProblem.path.endswith("03-untitled.md"),
+                                                             ContentProblem.severity == "error",
+                                                             ContentProblem.message.contains("标题")))
+        assert row.message == "缺少标题（title）"  # kept in the source language, with its msgid
+        assert row.message_i18n == {"msgid": "缺少标题（title）", "args": {}}
 
 
 def test_course_without_course_file_and_bad_fields(app, courses):
@@ -197,7 +234,7 @@ def test_strict_exit_code(app, courses, runner):
     write(courses / "basics" / "03-untitled.md", "---\nminutes: 5\n---\n正文\n")
     result = runner.invoke(["sync", "--strict", "-q"])
     assert result.exit_code == 1
-    assert "courses/basics/03-untitled.md:1: missing title" in result.output
+    assert "courses/basics/03-untitled.md:1: The title is missing" in result.output
     assert runner.invoke(["sync", "-q"]).exit_code == 0
 
 

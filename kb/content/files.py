@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
+from flask_babel import lazy_gettext as _l
 
 
 @dataclass
 class DecodedText:
     text: str
     encoding: str
-    # A human message when the file was not plain UTF-8 (e.g. read as GB18030).
+    # A message (an _l() text) when the file was not plain UTF-8 (e.g. read as GB18030).
     note: str = ""
 
 
@@ -32,21 +33,21 @@ def decode_bytes(raw: bytes) -> DecodedText:
     except UnicodeDecodeError:
         pass
     if b"\x00" in raw[:4096]:
-        raise DecodeError("file is binary, not text (or UTF-16, which is not supported)")
+        raise DecodeError(_l("文件是二进制数据，不是文本（或是不支持的 UTF-16 编码）"))
     # GB18030 is a superset of GBK and GB2312; Excel and Notepad on Chinese Windows save these.
     try:
         return DecodedText(
             raw.decode("gb18030"),
             "gb18030",
-            "file is GBK/GB18030-encoded; it was read, but please save it as UTF-8",
+            _l("文件是 GBK/GB18030 编码，已读取，但请另存为 UTF-8"),
         )
     except UnicodeDecodeError:
         pass
     best = from_bytes(raw).best()
     if best is None:
-        raise DecodeError("file is not text in UTF-8, GBK/GB18030 or any detectable encoding")
+        raise DecodeError(_l("文件不是 UTF-8、GBK/GB18030 或其他可识别编码的文本"))
     return DecodedText(
-        str(best), best.encoding, f"file is {best.encoding}-encoded; please save it as UTF-8"
+        str(best), best.encoding, _l("文件是 %(encoding)s 编码，请另存为 UTF-8", encoding=best.encoding)
     )
 
 

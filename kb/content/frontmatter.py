@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from flask_babel import lazy_gettext as _l
 
 from ..models import ROLES
 
@@ -14,7 +15,7 @@ from ..models import ROLES
 @dataclass
 class FieldError:
     line: int
-    message: str
+    message: str  # usually an _l() text: shown in the reader's language, stored with its msgid
     fatal: bool = False
 
 
@@ -33,16 +34,16 @@ class FrontMatter:
 def split(text: str) -> FrontMatter:
     """Split ``---`` delimited YAML front matter from the body and parse it."""
     if not text.strip():
-        return FrontMatter({}, "", 1, [FieldError(1, "file is empty", fatal=True)])
+        return FrontMatter({}, "", 1, [FieldError(1, _l("文件是空的"), fatal=True)])
     if not text.startswith("---"):
         return FrontMatter(
-            {}, text, 1, [FieldError(1, "missing front matter (the file must start with ---)", True)]
+            {}, text, 1, [FieldError(1, _l("缺少文件头（文件必须以 --- 开头）"), True)]
         )
     lines = text.split("\n")
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() == "---"), None)
     if end is None:
         return FrontMatter(
-            {}, text, 1, [FieldError(1, "front matter is not closed by a line with ---", True)]
+            {}, text, 1, [FieldError(1, _l("文件头没有以单独一行 --- 结束"), True)]
         )
     raw = "\n".join(lines[1:end])
     body = "\n".join(lines[end + 1 :])
@@ -52,9 +53,9 @@ def split(text: str) -> FrontMatter:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return FrontMatter({}, body, end + 2, [FieldError(line, f"front matter is not valid YAML: {problem}", True)])
+        return FrontMatter({}, body, end + 2, [FieldError(line, _l("文件头不是有效的 YAML：%(problem)s", problem=str(problem)), True)])
     if not isinstance(data, dict):
-        return FrontMatter({}, body, end + 2, [FieldError(2, "front matter must be a mapping of field: value", True)])
+        return FrontMatter({}, body, end + 2, [FieldError(2, _l("文件头必须是“字段: 值”的形式"), True)])
     fm = FrontMatter(data, body, end + 2)
     fm.key_lines = _key_lines(lines[1:end])
     return fm
@@ -94,11 +95,12 @@ def validate(fm: FrontMatter, kind: str) -> dict[str, Any]:
 
     for key in data:
         if key not in allowed:
-            err(key, f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})")
+            err(key, _l("未知字段 %(field)s（可用字段：%(allowed)s）", field=repr(key),
+                       allowed=", ".join(sorted(allowed))))
 
     title = data.get("title")
     if title is None or not str(title).strip():
-        err("title", "missing title", fatal=True)
+        err("title", _l("缺少标题（title）"), fatal=True)
     else:
         clean["title"] = str(title).strip()
     clean["summary"] = str(data.get("summary") or "").strip()
@@ -106,13 +108,13 @@ def validate(fm: FrontMatter, kind: str) -> dict[str, Any]:
     if kind == "lesson":
         minutes = data.get("minutes", 10)
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 600:
-            err("minutes", f"minutes must be a whole number from 1 to 600, not {minutes!r}")
+            err("minutes", _l("minutes 必须是 1 到 600 的整数，不能是 %(value)s", value=repr(minutes)))
             minutes = 10
         clean["minutes"] = minutes
         for key in ("tags", "sources"):
             value = _as_list(data.get(key))
             if value is None:
-                err(key, f"{key} must be a list of text")
+                err(key, _l("%(field)s 必须是文字列表", field=key))
                 value = []
             clean[key] = value
         clean["audience"] = _roles(data.get("audience"), "audience", err)
@@ -121,7 +123,7 @@ def validate(fm: FrontMatter, kind: str) -> dict[str, Any]:
             try:
                 updated = dt.date.fromisoformat(str(updated))
             except ValueError:
-                err("updated", f"updated must be a date like 2026-11-01, not {updated!r}")
+                err("updated", _l("updated 必须是形如 2026-11-01 的日期，不能是 %(value)s", value=repr(updated)))
                 updated = None
         if isinstance(updated, dt.datetime):
             updated = updated.date()
@@ -129,7 +131,7 @@ def validate(fm: FrontMatter, kind: str) -> dict[str, Any]:
     else:
         order = data.get("order", 0)
         if isinstance(order, bool) or not isinstance(order, int):
-            err("order", f"order must be a whole number, not {order!r}")
+            err("order", _l("order 必须是整数，不能是 %(value)s", value=repr(order)))
             order = 0
         clean["order"] = order
         clean["required_for"] = _roles(data.get("required_for"), "required_for", err)
@@ -139,9 +141,10 @@ def validate(fm: FrontMatter, kind: str) -> dict[str, Any]:
 def _roles(value, key, err) -> list[str]:
     roles = _as_list(value)
     if roles is None:
-        err(key, f"{key} must be a list of roles")
+        err(key, _l("%(field)s 必须是角色列表", field=key))
         return []
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
-        err(key, f"unknown role(s) in {key}: {', '.join(unknown)} (roles: {', '.join(ROLES)})")
+        err(key, _l("%(field)s 中有未知角色：%(unknown)s（可用角色：%(roles)s）", field=key,
+                     unknown=", ".join(unknown), roles=", ".join(ROLES)))
     return [r for r in roles if r in ROLES]

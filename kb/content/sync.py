@@ -11,10 +11,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select
 from sqlalchemy.orm import load_only
 
 from ..extensions import db
+from ..i18n import storable, stored_text
 from ..models import ContentProblem, Course, KbMeta, Lesson, utcnow
 from ..records import SyncReport
 from . import frontmatter
@@ -62,7 +64,7 @@ class CourseSyncer:
             delete(ContentProblem).where(ContentProblem.path == rel, ContentProblem.severity != "link")
         )
         for line, message, severity in problems:
-            db.session.add(ContentProblem(path=rel, line=line, message=message, severity=severity))
+            db.session.add(_problem_row(rel, line, message, severity))
 
     # -- main ------------------------------------------------------------------------------
     def run(self) -> SyncReport:
@@ -75,7 +77,7 @@ class CourseSyncer:
                 seen_courses.add(course_dir.name)
                 self._sync_course(course_dir, courses.get(course_dir.name))
         else:
-            self.report.problem(self.root, 0, "courses directory does not exist", "warning")
+            self.report.problem(self.root, 0, _l("课程目录不存在"), "warning")
 
         for slug, course in courses.items():
             if slug not in seen_courses and course.is_active:
@@ -131,7 +133,7 @@ class CourseSyncer:
         if changed:
             problems: list[tuple[int, str, str]] = []
             if not meta_path.is_file():
-                problems.append((0, f"missing {COURSE_FILE} (course title taken from the folder name)", "error"))
+                problems.append((0, _l("缺少 %(file)s（课程标题暂用文件夹名）", file=COURSE_FILE), "error"))
                 course.title, course.summary, course.order, course.required_for = slug, "", 0, []
                 course.intro_html = ""
             else:
@@ -154,11 +156,11 @@ class CourseSyncer:
             if not path.name.endswith(".md"):
                 continue
             if parsed is None:
-                self._problems_for(lrel, [(0, "ignored: lesson files are named NN-slug.md (e.g. 01-intro.md)", "warning")])
+                self._problems_for(lrel, [(0, _l("已忽略：课文文件名应为 NN-slug.md（例如 01-intro.md）"), "warning")])
                 continue
             position, lslug = parsed
             if lslug in seen:
-                self._problems_for(lrel, [(1, f"duplicate lesson slug {lslug!r}: {seen[lslug]} already uses it; this file was skipped", "error")])
+                self._problems_for(lrel, [(1, _l("课文地址 %(slug)s 重复：%(other)s 已在使用，本文件已跳过", slug=repr(lslug), other=seen[lslug]), "error")])
                 continue
             seen[lslug] = lrel
             self.progress(lrel)
@@ -174,7 +176,7 @@ class CourseSyncer:
         try:
             decoded = read_text(path)
         except DecodeError as exc:
-            problems.append((0, str(exc), "error"))
+            problems.append((0, exc.args[0], "error"))
             return
         if decoded.note:
             problems.append((1, decoded.note, "warning"))
@@ -206,7 +208,7 @@ class CourseSyncer:
         try:
             decoded = read_text(path)
         except DecodeError as exc:
-            self._problems_for(rel, [(0, str(exc), "error")])
+            self._problems_for(rel, [(0, exc.args[0], "error")])
             self._deactivate(course, lesson)
             return
         if decoded.note:
@@ -215,12 +217,12 @@ class CourseSyncer:
         clean = frontmatter.validate(fm, "lesson") if not fm.fatal else {}
         problems.extend((e.line, e.message, "error") for e in fm.errors)
         if fm.fatal or "title" not in clean:
-            problems.append((1, "lesson skipped until this is fixed", "error"))
+            problems.append((1, _l("本课文在问题修正前不会加载"), "error"))
             self._problems_for(rel, problems)
             self._deactivate(course, lesson)
             return
         if not fm.body.strip():
-            problems.append((fm.body_line, "lesson has no text after the front matter", "warning"))
+            problems.append((fm.body_line, _l("文件头之后没有正文"), "warning"))
         rendered = render_markdown(
             fm.body, course=course.slug, line_offset=fm.body_line, extensions=self.extensions
         )
@@ -277,16 +279,16 @@ class CourseSyncer:
                 target = files.get((link["target_course"], link["target_file"]))
                 message = None
                 if target is None:
-                    message = f"broken link to {link['href']}: no such lesson"
+                    message = _l("链接 %(href)s 失效：没有这篇课文", href=link["href"])
                 elif link["anchor"]:
                     ids = anchors.get(target.source_path)
                     if ids is None:
                         ids = anchors[target.source_path] = {t["id"] for t in target.toc or ()}
                     if link["anchor"] not in ids:
-                        message = f"broken link to {link['href']}: no heading #{link['anchor']} in {target.source_path}"
+                        message = _l("链接 %(href)s 失效：%(path)s 中没有小标题 #%(anchor)s", href=link["href"],
+                                      anchor=link["anchor"], path=target.source_path)
                 if message:
-                    db.session.add(ContentProblem(path=row.source_path, line=link["line"],
-                                                  message=message, severity="link"))
+                    db.session.add(_problem_row(row.source_path, link["line"], message, "link"))
 
 
 # The columns the change check reads; the heavy ones (html, toc, sections, links, ...) are
@@ -308,13 +310,22 @@ def _stored_problems():
     from ..records import Problem
 
     rows = db.session.execute(
-        select(ContentProblem.path, ContentProblem.line, ContentProblem.message, ContentProblem.severity)
+        select(ContentProblem.path, ContentProblem.line, ContentProblem.message,
+               ContentProblem.message_i18n, ContentProblem.severity)
         .order_by(ContentProblem.path, ContentProblem.line)
     )
     return [
-        Problem(r.path, r.line, r.message, "warning" if r.severity == "warning" else "error")
+        Problem(r.path, r.line, stored_text(r.message_i18n, r.message),
+                "warning" if r.severity == "warning" else "error")
         for r in rows
     ]
+
+
+def _problem_row(path: str, line: int, message, severity: str) -> ContentProblem:
+    """A problem to keep: its text in Chinese (the source language) with its msgid and
+    parameters, so a later ``kb sync`` prints it in its operator's language."""
+    text, spec = storable(message)
+    return ContentProblem(path=path, line=line, message=text, message_i18n=spec, severity=severity)
 
 
 def bump_catalog_version() -> None:
