@@ -181,11 +181,11 @@ def test_links_checks_and_changed_article_detection(app, tmp_path):
         [ok] = find_citations("地方组织法(2022) 第十九条", index)
         assert check_citation(ok, index) is None
         [bad_year] = find_citations("地方组织法(2015) 第十九条", index)
-        assert "not 2015" in check_citation(bad_year, index)[1]
+        assert "没有 2015 年版" in check_citation(bad_year, index)[1]
         [no_article] = find_citations("代表法 第九十九条", index)
-        assert "has no 第九十九条" in check_citation(no_article, index)[1]
+        assert "没有第九十九条" in check_citation(no_article, index)[1]
         [unknown] = find_citations("《不存在的法》第一条", index)
-        assert "no law named 不存在的法" in check_citation(unknown, index)[1]
+        assert "没有名为 不存在的法 的法律" in check_citation(unknown, index)[1]
     # a newer version where one article changed
     old_dir, new_dir = tmp_path / "o", tmp_path / "n"
     old_dir.mkdir()
@@ -198,7 +198,7 @@ def test_links_checks_and_changed_article_detection(app, tmp_path):
         index = LawIndex()
         [changed] = find_citations("测试法(2020) 第二条", index)
         severity, message = check_citation(changed, index)
-        assert severity == "warning" and "changed in the 2024-01-01 version" in message
+        assert severity == "warning" and "在 2024-01-01 版中已修改" in message
         [same] = find_citations("测试法(2020) 第一条", index)
         assert check_citation(same, index) is None
 
@@ -235,7 +235,7 @@ def test_law_pages_search_and_preview(synced_app):
 
 def test_check_with_empty_library_says_so(synced_app, runner):
     result = runner.invoke(["check"])
-    assert "the law library is empty" in result.output and result.exit_code == 0
+    assert "法律库是空的" in result.output and result.exit_code == 0
 
 
 @needs_corpus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..extensions import db
@@ -25,9 +26,8 @@ def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[Pro
     lessons = db.session.scalars(select(Lesson).where(Lesson.is_active.is_(True))
                                  .order_by(Lesson.source_path)).all()
     if index.empty:
-        return [Problem(str(courses_root), 0, "the law library is empty: citations are shown as "
-                             "plain text and cannot be checked (import laws with `kb laws import`)",
-                             "warning")]
+        return [Problem(str(courses_root), 0, _("法律库是空的：引用只显示为普通文字，无法核对（用 `kb laws import` 导入法律）"),
+                        "warning")]
     for lesson in lessons:
         path = lesson.source_path
         try:
@@ -38,9 +38,9 @@ def check_lessons(courses_root: Path, index: LawIndex | None = None) -> list[Pro
         for entry in lesson.sources or []:
             found = find_citations(entry, index)
             if not found:
-                problems.append(Problem(path, _line_of(source, entry),
-                                             f"source 「{entry}」 is not a citation of a law article "
-                                             "(write it like 地方组织法(2022) 第十九条)", "warning"))
+                problems.append(Problem(path, _line_of(source, entry), _(
+                    "来源「%(entry)s」不是法律条文的引用（应写成 地方组织法(2022) 第十九条）", entry=entry),
+                    "warning"))
             for c in found:
                 _add(problems, seen, c, index, path, _line_of(source, entry))
         text = " ".join(s.get("heading", "") + " " + s.get("text", "") for s in lesson.sections or [])

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from flask_babel import gettext as _
+
 from .library import LawIndex, normalize_name
 from .numerals import CHARS, cn_to_int
 
@@ -139,23 +141,26 @@ def _normalize_article(text: str) -> str:
 
 
 def check_citation(c: Citation, index: LawIndex) -> tuple[str, str] | None:
-    """Return (severity, message) when a citation does not resolve or its article changed."""
+    """Return (severity, message) when a citation does not resolve or its article changed (the
+    message in the current language: the reader's, or the operator's on the command line)."""
     if c.slug is None:
-        return "error", f"citation does not resolve: 「{c.text}」 (no law named {c.name} in the library)"
+        return "error", _("引用无法对应：「%(text)s」（法律库中没有名为 %(name)s 的法律）", text=c.text, name=c.name)
     law = index.version_for_year(c.slug, c.year)
     if law is None:
         years = ", ".join(str(v.version_date.year) for v in index.by_slug[c.slug] if v.version_date)
-        return "error", (f"citation does not resolve: 「{c.text}」 (the library has {c.slug} "
-                         f"versions {years or 'without a date'}, not {c.year})")
+        return "error", _("引用无法对应：「%(text)s」（法律库中 %(slug)s 的版本是 %(years)s，没有 %(year)s 年版）",
+                          text=c.text, slug=c.slug, years=years or _("无日期"), year=c.year)
     article = next((a for a in law.articles if a.number == c.article), None)
     if article is None:
-        return "error", f"citation does not resolve: 「{c.text}」 ({law.slug} has no {c.label})"
+        return "error", _("引用无法对应：「%(text)s」（%(slug)s 没有%(label)s）", text=c.text, slug=law.slug,
+                          label=c.label)
     current = index.current(c.slug)
     if current is not None and current.id != law.id and (
         current.version_date and law.version_date and current.version_date > law.version_date
     ):
         newer = next((a for a in current.articles if a.number == c.article), None)
         if newer is None or _normalize_article(newer.text) != _normalize_article(article.text):
-            return "warning", (f"「{c.text}」 cites the {law.version_date.year} version; {c.label} "
-                               f"changed in the {current.version_date.isoformat()} version: review")
+            return "warning", _("「%(text)s」引用的是 %(year)s 年版；%(label)s在 %(date)s 版中已修改，请核对",
+                                text=c.text, year=law.version_date.year, label=c.label,
+                                date=current.version_date.isoformat())
     return None
